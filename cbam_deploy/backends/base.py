@@ -1,0 +1,104 @@
+"""The runner interface every backend implements (Polygraphy's shape).
+
+A runner is a context manager; ``infer(feed)`` validates names, dtypes, shapes (dynamic axes are
+``None`` or a name) and NaN/Inf, then calls ``infer_impl``. Subclasses only implement
+``activate_impl``, ``infer_impl`` and ``deactivate_impl``.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]  # int: fixed; str or None: dynamic
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) if isinstance(d, int) else (d or "?") for d in self.shape)
+        return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
+
+
+class Runner(ABC):
+    """Base class: context management, input validation, thread safety."""
+
+    name: str = "runner"
+
+    def __init__(self, *, allow_nonfinite: bool = False) -> None:
+        self.allow_nonfinite = allow_nonfinite
+        self._active = False
+        self._lock = threading.Lock()  # backends that are not re-entrant serialise through it
+
+    def __enter__(self) -> "Runner":
+        self.activate_impl()
+        self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._active = False
+        self.deactivate_impl()
+
+    @abstractmethod
+    def activate_impl(self) -> None: ...
+
+    def deactivate_impl(self) -> None:
+        pass
+
+    @abstractmethod
+    def input_specs(self) -> list[TensorSpec]: ...
+
+    @abstractmethod
+    def output_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def validate(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check a feed against the input specs; raise ``UsageError`` with one line on mismatch."""
+        specs = {s.name: s for s in self.input_specs()}
+        missing = [n for n in specs if n not in feed]
+        extra = [n for n in feed if n not in specs]
+        if missing or extra:
+            raise UsageError(f"{self.name}: inputs {sorted(feed)} do not match the model's "
+                             f"{sorted(specs)} (missing: {missing or 'none'}, unexpected: {extra or 'none'})")
+        checked = {}
+        for name, array in feed.items():
+            spec = specs[name]
+            if not isinstance(array, np.ndarray):
+                raise UsageError(f"{self.name}: input {name!r} must be a numpy array, got {type(array).__name__}")
+            if array.dtype != spec.dtype:
+                raise UsageError(f"{self.name}: input {name!r} has dtype {array.dtype}, the model expects "
+                                 f"{np.dtype(spec.dtype).name}")
+            if array.ndim != len(spec.shape) or any(
+                isinstance(want, int) and got != want for got, want in zip(array.shape, spec.shape)
+            ):
+                raise UsageError(f"{self.name}: input {name!r} has shape {list(array.shape)}, the model expects "
+                                 f"{spec.describe()}")
+            if not self.allow_nonfinite and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                raise UsageError(f"{self.name}: input {name!r} contains NaN or Inf "
+                                 "(pass allow_nonfinite=True to run it anyway)")
+            checked[name] = array
+        return checked
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate ``feed`` and run the model; returns output name -> array."""
+        if not self._active:
+            raise RuntimeError(f"{self.name} is not active: use it as a context manager")
+        return self.infer_impl(self.validate(feed))
+
+
+def single_input_feed(runner: Runner, array: np.ndarray) -> dict[str, np.ndarray]:
+    """Feed for a one-input model."""
+    specs: Sequence[TensorSpec] = runner.input_specs()
+    if len(specs) != 1:
+        raise UsageError(f"{runner.name}: the model has {len(specs)} inputs; give each by name")
+    return {specs[0].name: array}

@@ -1,0 +1,41 @@
+"""Runs an eval-mode ``nn.Module`` with numpy in and out."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..base import Runner, TensorSpec
+
+
+class TorchRunner(Runner):
+    """Eager PyTorch. Forward passes are serialised: modules may keep per-call state (hooks)."""
+
+    name = "torch-eager"
+
+    def __init__(self, model: nn.Module, inputs: Sequence[TensorSpec], output_names: Sequence[str], *,
+                 allow_nonfinite: bool = False) -> None:
+        super().__init__(allow_nonfinite=allow_nonfinite)
+        self.model = model
+        self._inputs = list(inputs)
+        self._outputs = list(output_names)
+
+    def activate_impl(self) -> None:
+        self.model.eval()
+
+    def input_specs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @torch.no_grad()
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self._inputs]
+        with self._lock:
+            result = self.model(*args)
+        results = result if isinstance(result, (tuple, list)) else (result,)
+        return {name: r.detach().cpu().numpy() for name, r in zip(self._outputs, results)}

@@ -1,0 +1,186 @@
+"""``cbam-export``: a built-in host with a CBAM variant -> folded, simplified, checked ONNX, with parity."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..backends.torch_eager import TorchRunner
+from ..export import DEFAULT_OPSET, DYNAMIC_MODES, ExportReport, export_model
+from ..models import host_defaults, list_hosts, list_variants
+from ..models.registry import HOSTS, VARIANTS
+from ..models.spec import ModelSpec, build_model
+from ..progress import RichReporter
+from ..reference.dataset import CLASSES
+from ..reference.evaluate import evaluate_heldout, heldout_batch
+from .common import EXIT_OK, ArgumentParser, add_debug_flag, parse_shape, print_json, run_command
+
+DEFAULT_VARIANT = "original"
+DEFAULT_ARCH = "resnet_mini"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="cbam-export",
+        description="Export a CBAM network to ONNX: BatchNorm folded, graph simplified and checked, metadata "
+                    "embedded, and parity against PyTorch eager proven with ONNX Runtime (CPU). "
+                    f"Writes OUT/NAME/1/model.onnx and OUT/NAME/export.json. With no options it exports "
+                    f"the trained reference model ({DEFAULT_ARCH} + {DEFAULT_VARIANT}).",
+        epilog="Exit codes: 0 exported and parity passed; 1 a check failed (nothing written); 2 bad input.")
+    p.add_argument("--variant", default=DEFAULT_VARIANT, metavar="NAME",
+                   help=f"CBAM variant, or 'none' for the plain host (default {DEFAULT_VARIANT}; see --list)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, metavar="HOST",
+                   help=f"host network (default {DEFAULT_ARCH}, the reference task's; see --list)")
+    p.add_argument("--weights", default=None, metavar="PATH|reference|random",
+                   help="checkpoint to load strictly (a state_dict, or one under 'state_dict'/'model'); "
+                        "'reference' = the shipped trained checkpoint (default for resnet_mini); "
+                        "'random' = seeded random init (default for other hosts)")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: checkpoint's, else 1000)")
+    p.add_argument("--input-shape", default=None, metavar="NxCxHxW",
+                   help="example input (default: the host's, e.g. 1x3x64x64 for resnet_mini, 1x3x224x224 for ResNets); "
+                        "for --arch cbam, C is the channel count")
+    p.add_argument("--kernel-size", type=int, default=None, help="spatial attention kernel (default 7; original/dual_bn: 3 or 7)")
+    p.add_argument("--ratio", type=int, default=None, help="channel attention reduction ratio (default 16)")
+    p.add_argument("--dynamic", choices=DYNAMIC_MODES, default="batch",
+                   help="dynamic axes: batch (default), hw (height and width), all, none")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, minimum 18)")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
+    p.add_argument("--out", default="models", help="model repository folder (default models/)")
+    p.add_argument("--name", default=None, help="model name in the repository (default VARIANT_ARCH)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model of the same name")
+    p.add_argument("--seed", type=int, default=0, help="seed for random weights (default 0)")
+    p.add_argument("--json", action="store_true", help="print the export report as JSON on stdout")
+    p.add_argument("--list", action="store_true", help="list variants and host networks, then exit")
+    add_debug_flag(p)
+    return p
+
+
+def print_list() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="CBAM variants")
+    table.add_column("variant"), table.add_column("description")
+    for e in VARIANTS.entries():
+        table.add_row(e.name, e.description)
+    hosts = Table(title="Host networks")
+    hosts.add_column("host"), hosts.add_column("default input"), hosts.add_column("description")
+    for e in HOSTS.entries():
+        hosts.add_row(e.name, "x".join(map(str, host_defaults(e.name).input_shape)), e.description)
+    console = Console()
+    console.print(table)
+    console.print(hosts)
+
+
+def _reference_results(built, classes: Sequence[str]):
+    """Accuracy of the exported model on held-out images, and one real prediction to show."""
+
+    def hook(onnx_bytes: bytes, reference: TorchRunner) -> dict[str, Any]:
+        from ..backends.onnxruntime import OnnxRuntimeRunner
+
+        with OnnxRuntimeRunner(onnx_bytes) as ort_runner, reference:
+            accuracy = evaluate_heldout(lambda x: ort_runner.infer({"input": x})["logits"],
+                                        reference=lambda x: reference.infer({"input": x})["logits"])
+            x, labels = heldout_batch(4)
+            logits = ort_runner.infer({"input": x[3:4]})["logits"][0]
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        return {"heldout_accuracy": accuracy.to_dict(),
+                "example_prediction": {"image": "heldout #3", "label": classes[int(labels[3])],
+                                       "predicted": classes[int(probs.argmax())], "probability": float(probs.max())}}
+
+    return hook
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print_list()
+        return EXIT_OK
+    arch = HOSTS.get(args.arch).name
+    variant = None if args.variant == "none" else VARIANTS.get(args.variant).name
+    defaults = host_defaults(arch)
+    shape = parse_shape(args.input_shape) if args.input_shape else defaults.input_shape
+    if len(shape) != 4:
+        from ..errors import UsageError
+        raise UsageError(f"--input-shape {args.input_shape} must be NxCxHxW (4 dimensions)")
+    if arch != "cbam" and shape[1] != 3:
+        from ..errors import UsageError
+        raise UsageError(f"--input-shape {args.input_shape}: host {arch!r} takes 3 input channels, got {shape[1]}")
+    weights = args.weights or ("reference" if arch == "resnet_mini" else "random")
+    spec = ModelSpec(arch=arch, variant=variant, num_classes=args.num_classes, ratio=args.ratio,
+                     kernel_size=args.kernel_size, channels=shape[1] if arch == "cbam" else None,
+                     weights=weights, seed=args.seed)
+    reporter = RichReporter()
+    with reporter.stage("build", f"{arch} + {variant or 'no attention'}, weights: {weights}"):
+        built = build_model(spec)
+    spec = built.spec
+    classes = built.config.get("classes")
+    if weights == "random":
+        reporter.note(f"random weights (seed {args.seed}): parity is proven, but the model predicts nothing useful")
+    metadata = {
+        "variant": variant or "none", "host": arch, "kernel_size": spec.kernel_size, "ratio": spec.ratio,
+        "num_classes": spec.num_classes if defaults.is_classifier else None,
+        "classes": classes, "model_spec": spec.to_dict(),
+        "preprocessing": {"mean": list(built.config.get("mean") or defaults.mean or []) or None,
+                          "std": list(built.config.get("std") or defaults.std or []) or None,
+                          "input_size": list(shape[2:]), "layout": "NCHW", "scale": "1/255 then (x - mean) / std"},
+        "checkpoint_sha256": built.checkpoint_sha256 or f"none ({weights} weights, seed {args.seed})",
+    }
+    torch.manual_seed(args.seed)
+    example = torch.randn(*shape)
+    hook = _reference_results(built, classes) if weights == "reference" and classes else None
+    report = export_model(
+        built.model, (example,), name=args.name or f"{variant or 'plain'}_{arch}", out=args.out,
+        dynamic=args.dynamic, opset=args.opset, simplify=args.simplify, force=args.force,
+        classifier=defaults.is_classifier, metadata=metadata, reporter=reporter, after_parity=hook,
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print_summary(report)
+    return EXIT_OK
+
+
+def print_summary(report: ExportReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"parity: eager vs ONNX Runtime CPU ({report.parity.precision}, tolerance: scaled error "
+                        f"<= {report.parity.tolerance.max_scaled_error:g}, cosine >= {report.parity.tolerance.min_cosine})")
+    for col in ("case", "max abs err", "max rel err", "scaled err", "cosine", "top-1 agree", "result"):
+        table.add_column(col)
+    for case in report.parity.cases:
+        for o in case.outputs:
+            table.add_row(case.label, f"{o.max_abs_error:.2e}", f"{o.max_rel_error:.2e}", f"{o.scaled_error:.2e}",
+                          f"{o.cosine:.7f}", "-" if o.top1_agreement is None else f"{o.top1_agreement:.3f}",
+                          "[green]pass[/]" if o.passed else "[red]FAIL[/]")
+    console.print(table)
+    before = sum(report.ops_before_simplify.values())
+    after = sum(report.ops_after_simplify.values())
+    console.print(f"nodes: {before} exported -> {after} after simplify; "
+                  + ", ".join(f"{k} {v}" for k, v in report.ops_after_simplify.items()))
+    console.print(f"BatchNorms folded: {len(report.fold.folded)}; BatchNormalization nodes in graph: "
+                  f"{report.ops_after_simplify.get('BatchNormalization', 0)}")
+    acc = report.extra.get("heldout_accuracy")
+    if acc:
+        console.print(f"held-out accuracy ({acc['count']} images): ONNX Runtime {100 * acc['top1']:.1f}% "
+                      f"(eager {100 * acc['reference_top1']:.1f}%), top-1 agreement {100 * acc['top1_agreement']:.1f}%")
+    ex = report.extra.get("example_prediction")
+    if ex:
+        console.print(f"prediction on {ex['image']} (a {ex['label']}): [bold]{ex['predicted']}[/] "
+                      f"(p={ex['probability']:.3f})")
+    console.print(f"[bold green]wrote[/] {report.onnx_path} ({report.size_bytes / 1e6:.2f} MB) and "
+                  f"{report.report_path} in {report.timings.get('total', 0):.1f}s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("cbam-export", run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Compare a backend's outputs with eager PyTorch's; the comparator never builds anything."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .tolerances import Tolerance
+
+
+@dataclass
+class OutputComparison:
+    """One output tensor of one case against its eager reference."""
+
+    output: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    max_rel_error: float
+    scaled_error: float
+    cosine: float
+    top1_agreement: float | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class ParityCase:
+    """All outputs for one input shape."""
+
+    label: str
+    input_shapes: dict[str, tuple[int, ...]]
+    outputs: list[OutputComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+
+@dataclass
+class ParityReport:
+    backend: str
+    precision: str
+    tolerance: Tolerance
+    cases: list[ParityCase] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(c.passed for c in self.cases)
+
+    def failures(self) -> list[str]:
+        return [f"{c.label} {o.output}: {msg}" for c in self.cases for o in c.outputs for msg in o.failures]
+
+    def worst(self) -> OutputComparison:
+        return max((o for c in self.cases for o in c.outputs), key=lambda o: o.scaled_error)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "backend": self.backend, "precision": self.precision, "passed": self.passed,
+            "tolerance": self.tolerance.to_dict(),
+            "cases": [{"label": c.label, "input_shapes": {k: list(v) for k, v in c.input_shapes.items()},
+                       "passed": c.passed,
+                       "outputs": [{**asdict(o), "shape": list(o.shape)} for o in c.outputs]} for c in self.cases],
+        }
+
+
+def compare_output(name: str, out: np.ndarray, ref: np.ndarray, tolerance: Tolerance, *,
+                   classifier: bool) -> OutputComparison:
+    """Metrics of ``out`` against ``ref`` and the tolerance checks they fail (if any)."""
+    if out.shape != ref.shape:
+        return OutputComparison(name, tuple(out.shape), float("inf"), float("inf"), float("inf"), 0.0, None,
+                                [f"shape {list(out.shape)} != eager {list(ref.shape)}"])
+    out64, ref64 = out.astype(np.float64), ref.astype(np.float64)
+    diff = np.abs(out64 - ref64)
+    scale = float(np.abs(ref64).max()) or 1.0
+    # Element-wise relative error, only where |ref| is at least 1% of the scale (else it is noise).
+    significant = np.abs(ref64) >= 0.01 * scale
+    max_rel = float((diff[significant] / np.abs(ref64[significant])).max()) if significant.any() else 0.0
+    denom = np.linalg.norm(out64) * np.linalg.norm(ref64)
+    cosine = float(np.dot(out64.ravel(), ref64.ravel()) / denom) if denom else float(np.array_equal(out64, ref64))
+    top1 = None
+    if classifier and ref.ndim == 2:
+        top1 = float((out.argmax(1) == ref.argmax(1)).mean())
+    finite = bool(np.isfinite(out64).all())
+    cmp = OutputComparison(name, tuple(out.shape), float(diff.max()) if finite else float("inf"), max_rel,
+                           float(diff.max()) / scale if finite else float("inf"), cosine, top1)
+    if not finite:
+        cmp.failures.append("output has NaN or Inf")
+    if cmp.scaled_error > tolerance.max_scaled_error:
+        cmp.failures.append(f"scaled error {cmp.scaled_error:.3g} > {tolerance.max_scaled_error:g} "
+                            f"({cmp.scaled_error / tolerance.max_scaled_error:.1f}x the tolerance)")
+    if not cosine >= tolerance.min_cosine:
+        cmp.failures.append(f"cosine {cosine:.6f} < {tolerance.min_cosine}")
+    if top1 is not None and tolerance.min_top1_agreement is not None and top1 < tolerance.min_top1_agreement:
+        cmp.failures.append(f"top-1 agreement {top1:.3f} < {tolerance.min_top1_agreement}")
+    return cmp

@@ -1,0 +1,60 @@
+"""Simplify (onnxsim), check, and describe an exported ONNX graph."""
+
+from __future__ import annotations
+
+import collections
+
+import onnx
+
+from ..errors import CheckFailedError
+
+FORBIDDEN_OPS = ("BatchNormalization", "Identity")
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Node count per op type of the main graph, most frequent first."""
+    return dict(collections.Counter(n.op_type for n in model.graph.node).most_common())
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim with its own numeric check; a failed check is an error, never just a log line."""
+    import onnxsim
+
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:
+        raise CheckFailedError(f"onnxsim failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if not ok:
+        raise CheckFailedError("onnxsim's check of the simplified model against the original failed")
+    return simplified
+
+
+def check(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``onnx.checker`` with full check, then shape inference; returns the shape-inferred model."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise CheckFailedError(f"onnx.checker rejected the model: {str(exc).splitlines()[0]}") from exc
+
+
+def forbidden_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Ops a folded, simplified graph must not contain, with their counts (empty when clean)."""
+    counts = op_counts(model)
+    return {op: counts[op] for op in FORBIDDEN_OPS if counts.get(op)}
+
+
+def io_signature(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
+    """Names, element types and dims (ints, or the dynamic axis's name) of inputs and outputs."""
+
+    def describe(values) -> list[dict[str, object]]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_param or d.dim_value if (d.dim_param or d.HasField("dim_value")) else None for d in t.shape.dim]
+            out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims})
+        return out
+
+    initializers = {i.name for i in model.graph.initializer}
+    return {"inputs": describe(i for i in model.graph.input if i.name not in initializers),
+            "outputs": describe(model.graph.output)}

@@ -1,0 +1,228 @@
+"""The export stage end to end: fold -> export -> simplify -> check -> metadata -> parity -> write.
+
+Works on any eval-mode ``nn.Module``: the CLI's built-in hosts and users' own networks alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from ..artifacts import atomic_write_text, staged_directory
+from ..backends.base import TensorSpec
+from ..backends.onnxruntime import OnnxRuntimeRunner
+from ..backends.torch_eager import TorchRunner
+from ..compare import ParityCase, ParityReport, compare_output, tolerance_for
+from ..errors import CheckFailedError, UsageError
+from ..fold import FoldReport, fold_batchnorms
+from ..progress import SilentReporter, StageReporter
+from . import graph
+from .metadata import package_versions, set_metadata
+from .torch_to_onnx import DEFAULT_OPSET, dynamic_axes_for, export_to_onnx
+
+MODEL_FILE = "model.onnx"
+REPORT_FILE = "export.json"
+VERSION_DIR = "1"
+PARITY_SEED = 0
+
+
+@dataclass
+class ExportReport:
+    """Everything an export did and measured; ``to_dict`` is what ``export.json`` holds."""
+
+    name: str
+    model_dir: Path
+    onnx_path: Path
+    report_path: Path
+    size_bytes: int
+    sha256: str
+    ops_before_simplify: dict[str, int]
+    ops_after_simplify: dict[str, int]
+    fold: FoldReport
+    fold_scaled_error: float
+    parity: ParityReport
+    metadata: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.parity.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "onnx": str(self.onnx_path), "size_bytes": self.size_bytes, "sha256": self.sha256,
+            "passed": self.passed, "metadata": self.metadata,
+            "ops": {"before_simplify": self.ops_before_simplify, "after_simplify": self.ops_after_simplify},
+            "fold": {**self.fold.to_dict(), "scaled_error_vs_unfolded": self.fold_scaled_error},
+            "parity": self.parity.to_dict(), "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": self.notes, **self.extra,
+        }
+
+
+def parity_shapes(trace_shapes: Sequence[tuple[int, ...]], axes: Sequence[Mapping[int, str]]) -> list[tuple[str, list[tuple[int, ...]]]]:
+    """The parity cases: two batch sizes when batch is dynamic, and another resolution when H, W are.
+
+    Never only the traced shape: an exporter that baked a size into the graph must be caught.
+    """
+    def with_batch(shapes: Sequence[tuple[int, ...]], n: int) -> list[tuple[int, ...]]:
+        return [(n, *s[1:]) if 0 in a else tuple(s) for s, a in zip(shapes, axes)]
+
+    cases = []
+    batch_dynamic = any(0 in a for a in axes)
+    batches = [1, 3] if batch_dynamic else [trace_shapes[0][0]]
+    for n in batches:
+        shapes = with_batch(trace_shapes, n)
+        cases.append((f"batch {n} @ {'x'.join(map(str, shapes[0][2:]))}" if len(shapes[0]) > 2 else f"batch {n}", shapes))
+    if any(len(s) >= 4 and (len(s) - 2) in a for s, a in zip(trace_shapes, axes)):
+        def other(dim: int) -> int:  # 1.25x, rounded to a multiple of 8 so strided nets stay exact
+            return max(8, int(round(dim * 1.25 / 8)) * 8)
+
+        shapes = [(*s[:-2], other(s[-2]), other(s[-1])) if (len(s) - 2) in a else tuple(s)
+                  for s, a in zip(with_batch(trace_shapes, 2), axes)]
+        cases.append((f"batch {shapes[0][0]} @ {shapes[0][-2]}x{shapes[0][-1]} (not traced)", shapes))
+    return cases
+
+
+def _random_feed(specs: Sequence[TensorSpec], shapes: Sequence[tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {s.name: rng.standard_normal(shape).astype(np.float32) for s, shape in zip(specs, shapes)}
+
+
+def run_parity(reference: TorchRunner, candidate_model: bytes | str | Path, cases, *, precision: str,
+               classifier: bool, provider: str = "cpu",
+               make_feed: Callable[[Sequence[TensorSpec], Sequence[tuple[int, ...]], np.random.Generator], dict[str, np.ndarray]] = _random_feed,
+               ) -> ParityReport:
+    """Run the same seeded inputs through eager and ONNX Runtime and compare every output."""
+    tolerance = tolerance_for(precision)
+    report = ParityReport(backend=f"onnxruntime[{provider}]", precision=precision, tolerance=tolerance)
+    rng = np.random.default_rng(PARITY_SEED)
+    with reference, OnnxRuntimeRunner(candidate_model, provider=provider) as ort_runner:
+        for label, shapes in cases:
+            feed = make_feed(reference.input_specs(), shapes, rng)
+            ref_out = reference.infer(feed)
+            out = ort_runner.infer(feed)
+            comparisons = [compare_output(name, out[name], ref_out[name], tolerance, classifier=classifier)
+                           for name in ref_out]
+            report.cases.append(ParityCase(label, {k: tuple(v.shape) for k, v in feed.items()}, comparisons))
+    return report
+
+
+def _scaled_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / (b.abs().max().clamp_min(1e-12)))
+
+
+def export_model(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    *,
+    name: str,
+    out: str | Path = "models",
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic: str = "batch",
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    force: bool = False,
+    classifier: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+    reporter: StageReporter | None = None,
+    after_parity: Callable[[bytes, TorchRunner], dict[str, Any]] | None = None,
+) -> ExportReport:
+    """Export an eval-mode model to ``out/name/1/model.onnx`` with ``out/name/export.json``.
+
+    Raises ``CheckFailedError`` (nothing written) when a check fails: exporter error, BatchNorm left
+    in the graph, onnx.checker, onnxsim's check, or parity against eager beyond the FP32 tolerance.
+    ``after_parity`` may add task-level results (e.g. accuracy) to the report before it is written.
+    """
+    reporter = reporter or SilentReporter()
+    if model.training:
+        raise UsageError("the model is in training mode; call model.eval() before exporting")
+    example_inputs = tuple(example_inputs)
+    input_names = list(input_names or (["input"] if len(example_inputs) == 1 else [f"input_{i}" for i in range(len(example_inputs))]))
+    if len(input_names) != len(example_inputs):
+        raise UsageError(f"{len(input_names)} input names for {len(example_inputs)} example inputs")
+    with torch.no_grad():
+        eager_out = model(*example_inputs)
+    eager_outs = eager_out if isinstance(eager_out, (tuple, list)) else (eager_out,)
+    output_names = list(output_names or (["logits"] if classifier and len(eager_outs) == 1 else
+                                         ["output"] if len(eager_outs) == 1 else [f"output_{i}" for i in range(len(eager_outs))]))
+    if len(output_names) != len(eager_outs):
+        raise UsageError(f"{len(output_names)} output names for a model with {len(eager_outs)} outputs")
+    axes = [dynamic_axes_for(dynamic, x.dim()) for x in example_inputs]
+    # torch.export specialises a size-1 dimension to a constant: trace a dynamic batch at 2.
+    trace_inputs = tuple(x.expand(2, *x.shape[1:]).contiguous() if 0 in a and x.shape[0] == 1 else x
+                         for x, a in zip(example_inputs, axes))
+    target = Path(out) / name
+    with staged_directory(target, force=force) as staging:
+        with reporter.stage("fold", "BatchNorm into Conv/Linear"):
+            folded, fold_report = fold_batchnorms(model)
+            with torch.no_grad():
+                folded_out = folded(*example_inputs)
+            folded_outs = folded_out if isinstance(folded_out, (tuple, list)) else (folded_out,)
+            fold_error = max(_scaled_error(f, e) for f, e in zip(folded_outs, eager_outs))
+        for bn, why in fold_report.unfolded.items():
+            reporter.note(f"BatchNorm {bn} not folded: {why}")
+
+        with reporter.stage("export", f"torch.onnx.export, opset {opset}, dynamic {dynamic}"):
+            proto = export_to_onnx(folded, trace_inputs, input_names=input_names, output_names=output_names,
+                                   dynamic_axes=axes, opset=opset)
+            ops_before = graph.op_counts(proto)
+        if simplify:
+            with reporter.stage("simplify", "onnxsim"):
+                proto = graph.simplify(proto)
+        ops_after = graph.op_counts(proto)
+        with reporter.stage("check", "onnx.checker full check, shape inference"):
+            proto = graph.check(proto)
+            forbidden = graph.forbidden_ops(proto)
+            if forbidden.get("BatchNormalization"):
+                raise CheckFailedError(f"the exported graph still has {forbidden['BatchNormalization']} "
+                                       f"BatchNormalization nodes (unfolded: {', '.join(fold_report.unfolded) or 'none reported'})")
+            if forbidden.get("Identity"):
+                message = f"the exported graph has {forbidden['Identity']} Identity nodes"
+                if simplify:
+                    raise CheckFailedError(message)
+                reporter.note(message + " (simplification is off)")
+
+        meta = {
+            **(metadata or {}),
+            "input_names": input_names, "output_names": output_names,
+            "input_shapes": [list(x.shape) for x in example_inputs],
+            "dynamic_axes": {n: {str(k): v for k, v in a.items()} for n, a in zip(input_names, axes)},
+            "opset": opset, "precision": "fp32", "versions": package_versions(),
+        }
+        set_metadata(proto, meta)
+        data = proto.SerializeToString()
+
+        reference = TorchRunner(model, [TensorSpec(n, np.dtype(np.float32), tuple(
+            None if i in a else d for i, d in enumerate(x.shape))) for n, x, a in zip(input_names, example_inputs, axes)],
+            output_names)
+        cases = parity_shapes([tuple(x.shape) for x in example_inputs], axes)
+        with reporter.stage("parity", f"eager vs ONNX Runtime CPU, {len(cases)} cases"):
+            parity = run_parity(reference, data, cases, precision="fp32", classifier=classifier)
+        extra = after_parity(data, reference) if after_parity else {}
+
+        onnx_rel = Path(VERSION_DIR) / MODEL_FILE
+        report = ExportReport(
+            name=name, model_dir=target, onnx_path=target / onnx_rel, report_path=target / REPORT_FILE,
+            size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), ops_before_simplify=ops_before,
+            ops_after_simplify=ops_after, fold=fold_report, fold_scaled_error=fold_error, parity=parity,
+            metadata=meta, timings=dict(getattr(reporter, "timings", {})), notes=list(getattr(reporter, "notes", [])),
+            extra=extra,
+        )
+        if not parity.passed:
+            raise CheckFailedError("parity against eager failed, nothing written: " + "; ".join(parity.failures()))
+        (staging / VERSION_DIR).mkdir()
+        (staging / onnx_rel).write_bytes(data)
+        report.timings["total"] = sum(v for k, v in report.timings.items() if k != "total")
+        atomic_write_text(staging / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
+    return report

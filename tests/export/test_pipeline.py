@@ -1,0 +1,156 @@
+"""cbam-export end to end: zero BatchNormalization nodes, parity re-checked here independently of
+the pipeline's own parity code, metadata, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from cbam_deploy import create_model, export_model
+from cbam_deploy.cli.export import main as export_main
+from cbam_deploy.errors import CheckFailedError, UsageError
+from cbam_deploy.export import read_metadata
+from tests.conftest import VARIANTS, randomize_batchnorm
+from tests.seed_modules import build_seed_cbam
+
+SHAPES = {"cbam": (1, 64, 20, 20), "resnet18": (1, 3, 64, 64), "resnet50": (1, 3, 96, 96)}
+
+
+def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def scaled_error(a, b) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def checkpoint(tmp_path: Path, arch: str, variant: str) -> tuple[Path, torch.nn.Module]:
+    model = randomize_batchnorm(create_model(arch, variant, channels=64), seed=7).eval()
+    path = tmp_path / f"{arch}_{variant}.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path, model
+
+
+def export_cli(tmp_path: Path, *args: str, capsys=None) -> dict:
+    code = export_main([*args, "--out", str(tmp_path / "models"), "--json"])
+    out = capsys.readouterr().out if capsys else ""
+    assert code == 0
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("arch", ["cbam", "resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_export_has_no_batchnorm_and_matches_eager_at_batch_3(variant, arch, tmp_path, capsys):
+    ckpt, model = checkpoint(tmp_path, arch, variant)
+    shape = SHAPES[arch]
+    report = export_cli(tmp_path, "--arch", arch, "--variant", variant, "--weights", str(ckpt),
+                        "--input-shape", "x".join(map(str, shape)), capsys=capsys)
+    assert report["passed"]
+    ops = report["ops"]["after_simplify"]
+    assert "BatchNormalization" not in ops and "Identity" not in ops
+    assert report["fold"]["unfolded"] == {}
+    onnx_path = Path(report["onnx"])
+    x = np.random.default_rng(3).standard_normal((3, *shape[1:])).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert scaled_error(ort_run(onnx_path, x), ref) < 1e-4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dynamic_all_holds_at_another_resolution(variant, tmp_path, capsys):
+    ckpt, model = checkpoint(tmp_path, "resnet18", variant)
+    report = export_cli(tmp_path, "--arch", "resnet18", "--variant", variant, "--weights", str(ckpt),
+                        "--input-shape", "1x3x64x64", "--dynamic", "all", capsys=capsys)
+    labels = [c["label"] for c in report["parity"]["cases"]]
+    assert any("not traced" in label for label in labels)
+    x = np.random.default_rng(4).standard_normal((2, 3, 96, 128)).astype(np.float32)  # non-square, untraced
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert scaled_error(ort_run(Path(report["onnx"]), x), ref) < 1e-4
+    dims = onnx.load(report["onnx"]).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_checkpoint_from_seed_code_exports_and_matches_the_seed_module(variant, tmp_path, capsys):
+    seed = randomize_batchnorm(build_seed_cbam(variant, 64, kernel_size=7), seed=5).eval()
+    torch.save(seed.state_dict(), tmp_path / "seed.pt")
+    report = export_cli(tmp_path, "--arch", "cbam", "--variant", variant, "--weights", str(tmp_path / "seed.pt"),
+                        "--input-shape", "1x64x16x16", capsys=capsys)
+    x = np.random.default_rng(5).standard_normal((3, 64, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = seed(torch.from_numpy(x)).numpy()
+    assert scaled_error(ort_run(Path(report["onnx"]), x), ref) < 1e-5
+
+
+def test_metadata_and_report_describe_the_model(tmp_path, capsys):
+    ckpt, _ = checkpoint(tmp_path, "resnet18", "dual_bn")
+    report = export_cli(tmp_path, "--arch", "resnet18", "--variant", "dual_bn", "--weights", str(ckpt),
+                        "--input-shape", "1x3x64x64", "--kernel-size", "7", "--name", "mine", capsys=capsys)
+    onnx_path = Path(report["onnx"])
+    assert onnx_path == tmp_path / "models" / "mine" / "1" / "model.onnx"
+    on_disk = json.loads((tmp_path / "models" / "mine" / "export.json").read_text())
+    assert on_disk["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    meta = read_metadata(onnx.load(str(onnx_path)))
+    assert meta["variant"] == "dual_bn" and meta["host"] == "resnet18"
+    assert meta["kernel_size"] == 7 and meta["ratio"] == 16 and meta["num_classes"] == 1000
+    assert meta["input_names"] == ["input"] and meta["input_shapes"] == [[1, 3, 64, 64]]
+    assert meta["dynamic_axes"] == {"input": {"0": "batch"}} and meta["opset"] == 18
+    assert meta["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and meta["preprocessing"]["input_size"] == [64, 64]
+    assert meta["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert set(meta["versions"]) >= {"cbam_deploy", "torch", "onnx", "onnxruntime", "onnxsim"}
+    assert on_disk["ops"]["before_simplify"] and on_disk["ops"]["after_simplify"]
+
+
+class ExportsDifferently(torch.nn.Module):
+    """Computes something else while being exported: parity must catch it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y * 1.01 if torch.onnx.is_in_onnx_export() else y
+
+
+def test_parity_failure_raises_says_by_how_much_and_writes_nothing(tmp_path):
+    with pytest.raises(CheckFailedError, match=r"scaled error 0.01 > 0.0001 \(100.0x the tolerance\)"):
+        export_model(ExportsDifferently().eval(), (torch.randn(1, 3, 16, 16),), name="bad", out=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_model_needs_force_and_force_replaces_it(tmp_path):
+    model = create_model("cbam", "original", channels=32).eval()
+    first = export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
+    with pytest.raises(UsageError, match="already exists; pass --force"):
+        export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
+    second = export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path, force=True)
+    assert second.onnx_path.exists() and first.onnx_path == second.onnx_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_interrupt_mid_export_leaves_nothing(tmp_path, monkeypatch):
+    import cbam_deploy.export.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_parity", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(create_model("cbam", "original", channels=32).eval(), (torch.randn(1, 32, 8, 8),),
+                     name="m", out=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_mode_model_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="training mode"):
+        export_model(create_model("cbam", "original", channels=32), (torch.randn(2, 32, 8, 8),), name="m", out=tmp_path)
