@@ -27,7 +27,10 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 def run_command(prog: str, main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
                 argv: Sequence[str] | None = None) -> int:
     """Parse, run, and turn every failure into one line on stderr and an exit code."""
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return int(exc.code or 0)
     try:
         return main(args)
     except CbamDeployError as exc:

@@ -10,8 +10,11 @@ import numpy as np
 import torch
 
 from ..backends.torch_eager import TorchRunner
-from ..export import DEFAULT_OPSET, DYNAMIC_MODES, ExportReport, export_model
-from ..models import host_defaults, list_hosts, list_variants
+from ..errors import UsageError
+from ..export import DEFAULT_OPSET, DYNAMIC_MODES, MIN_OPSET, ExportReport, export_model
+from ..models import host_defaults
+from ..precision import PRECISIONS
+from ..precision.calibration import load_calibration
 from ..models.registry import HOSTS, VARIANTS
 from ..models.spec import ModelSpec, build_model
 from ..progress import RichReporter
@@ -45,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "for --arch cbam, C is the channel count")
     p.add_argument("--kernel-size", type=int, default=None, help="spatial attention kernel (default 7; original/dual_bn: 3 or 7)")
     p.add_argument("--ratio", type=int, default=None, help="channel attention reduction ratio (default 16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: explicit Q/DQ "
+                        "(symmetric, per-channel), needs --calibration. Precision lives in the ONNX, as strongly "
+                        "typed TensorRT requires")
+    p.add_argument("--keep-io-types", action=argparse.BooleanOptionalAction, default=True,
+                   help="fp16: keep FP32 inputs and outputs (default on)")
+    p.add_argument("--calibration", default=None, metavar="DIR|FILE.npy|reference|synthetic",
+                   help="int8 calibration: a folder of images (preprocessed as the model's metadata says), a "
+                        "preprocessed N x C x H x W .npy batch, 'reference' (reference-task training images), or "
+                        "'synthetic' (seeded noise; flagged in the report)")
     p.add_argument("--dynamic", choices=DYNAMIC_MODES, default="batch",
                    help="dynamic axes: batch (default), hw (height and width), all, none")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, minimum 18)")
@@ -76,17 +89,20 @@ def print_list() -> None:
     console.print(hosts)
 
 
-def _reference_results(built, classes: Sequence[str]):
+def _reference_results(classes: Sequence[str]):
     """Accuracy of the exported model on held-out images, and one real prediction to show."""
 
     def hook(onnx_bytes: bytes, reference: TorchRunner) -> dict[str, Any]:
         from ..backends.onnxruntime import OnnxRuntimeRunner
+        from ..export.pipeline import cast_feed
 
         with OnnxRuntimeRunner(onnx_bytes) as ort_runner, reference:
-            accuracy = evaluate_heldout(lambda x: ort_runner.infer({"input": x})["logits"],
-                                        reference=lambda x: reference.infer({"input": x})["logits"])
+            def predict(x: np.ndarray) -> np.ndarray:
+                return ort_runner.infer(cast_feed(ort_runner, {"input": x}))["logits"].astype(np.float32)
+
+            accuracy = evaluate_heldout(predict, reference=lambda x: reference.infer({"input": x})["logits"])
             x, labels = heldout_batch(4)
-            logits = ort_runner.infer({"input": x[3:4]})["logits"][0]
+            logits = predict(x[3:4])[0]
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         return {"heldout_accuracy": accuracy.to_dict(),
@@ -100,15 +116,15 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print_list()
         return EXIT_OK
+    if args.opset < MIN_OPSET:
+        raise UsageError(f"--opset {args.opset} is not supported by the current exporter; use {MIN_OPSET} or newer")
     arch = HOSTS.get(args.arch).name
     variant = None if args.variant == "none" else VARIANTS.get(args.variant).name
     defaults = host_defaults(arch)
     shape = parse_shape(args.input_shape) if args.input_shape else defaults.input_shape
     if len(shape) != 4:
-        from ..errors import UsageError
         raise UsageError(f"--input-shape {args.input_shape} must be NxCxHxW (4 dimensions)")
     if arch != "cbam" and shape[1] != 3:
-        from ..errors import UsageError
         raise UsageError(f"--input-shape {args.input_shape}: host {arch!r} takes 3 input channels, got {shape[1]}")
     weights = args.weights or ("reference" if arch == "resnet_mini" else "random")
     spec = ModelSpec(arch=arch, variant=variant, num_classes=args.num_classes, ratio=args.ratio,
@@ -132,11 +148,32 @@ def run(args: argparse.Namespace) -> int:
     }
     torch.manual_seed(args.seed)
     example = torch.randn(*shape)
-    hook = _reference_results(built, classes) if weights == "reference" and classes else None
+    reference_task = arch == "resnet_mini" and bool(classes)
+    hook = _reference_results(classes) if reference_task else None
+    calibration = parity_data = None
+    calibration_label = ""
+    if args.precision == "int8":
+        if args.calibration is None:
+            raise UsageError("--precision int8 needs --calibration DIR|FILE.npy|reference|synthetic")
+        pre = metadata["preprocessing"]
+        calibration, calibration_label, warning = load_calibration(
+            args.calibration, input_shape=shape, mean=pre["mean"], std=pre["std"], reference_task=reference_task,
+            seed=args.seed)
+        if warning:
+            reporter.note(warning)
+    elif args.calibration is not None:
+        raise UsageError("--calibration is only used with --precision int8")
+    if args.precision != "fp32":
+        # Parity on real inputs: held-out images for the reference task (never the calibration
+        # images), else the calibration data itself, else random inputs (said in the report).
+        parity_data = heldout_batch(64)[0] if reference_task else calibration
+    suffix = "" if args.precision == "fp32" else f"_{args.precision}"
     report = export_model(
-        built.model, (example,), name=args.name or f"{variant or 'plain'}_{arch}", out=args.out,
+        built.model, (example,), name=args.name or f"{variant or 'plain'}_{arch}{suffix}", out=args.out,
         dynamic=args.dynamic, opset=args.opset, simplify=args.simplify, force=args.force,
         classifier=defaults.is_classifier, metadata=metadata, reporter=reporter, after_parity=hook,
+        precision=args.precision, keep_io_types=args.keep_io_types, calibration=calibration,
+        calibration_label=calibration_label, parity_data=parity_data,
     )
     if args.json:
         print_json(report.to_dict())
@@ -166,6 +203,14 @@ def print_summary(report: ExportReport) -> None:
                   + ", ".join(f"{k} {v}" for k, v in report.ops_after_simplify.items()))
     console.print(f"BatchNorms folded: {len(report.fold.folded)}; BatchNormalization nodes in graph: "
                   f"{report.ops_after_simplify.get('BatchNormalization', 0)}")
+    details = report.metadata.get("precision_details")
+    if details and "kept_fp32_ops" in details:
+        console.print(f"fp16: kept FP32 ({', '.join(details['why'])}): "
+                      + ", ".join(f"{k} {v}" for k, v in details["kept_fp32_ops"].items())
+                      + f"; {details['casts_inserted']} Cast nodes inserted")
+    elif details:
+        console.print(f"int8: {details['qdq_pairs']} QuantizeLinear nodes, calibration: {details['calibration']}; "
+                      "not quantized: " + ", ".join(f"{why} ({n} nodes)" for why, n in details["excluded_nodes"].items()))
     acc = report.extra.get("heldout_accuracy")
     if acc:
         console.print(f"held-out accuracy ({acc['count']} images): ONNX Runtime {100 * acc['top1']:.1f}% "

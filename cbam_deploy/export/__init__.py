@@ -3,7 +3,7 @@
 from .graph import io_signature, op_counts
 from .metadata import read_metadata
 from .pipeline import MODEL_FILE, REPORT_FILE, ExportReport, export_model, parity_shapes
-from .torch_to_onnx import DEFAULT_OPSET, DYNAMIC_MODES
+from .torch_to_onnx import DEFAULT_OPSET, DYNAMIC_MODES, MIN_OPSET
 
-__all__ = ["DEFAULT_OPSET", "DYNAMIC_MODES", "MODEL_FILE", "REPORT_FILE", "ExportReport", "export_model",
+__all__ = ["DEFAULT_OPSET", "DYNAMIC_MODES", "MIN_OPSET", "MODEL_FILE", "REPORT_FILE", "ExportReport", "export_model",
            "io_signature", "op_counts", "parity_shapes", "read_metadata"]

@@ -94,14 +94,40 @@ def parity_shapes(trace_shapes: Sequence[tuple[int, ...]], axes: Sequence[Mappin
     return cases
 
 
-def _random_feed(specs: Sequence[TensorSpec], shapes: Sequence[tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+FeedMaker = Callable[[Sequence[TensorSpec], Sequence[tuple[int, ...]], np.random.Generator], dict[str, np.ndarray]]
+
+
+def random_feed(specs: Sequence[TensorSpec], shapes: Sequence[tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs: enough for FP32, where only arithmetic is compared."""
     return {s.name: rng.standard_normal(shape).astype(np.float32) for s, shape in zip(specs, shapes)}
 
 
+def sample_feed(data: np.ndarray) -> FeedMaker:
+    """Inputs drawn from real samples (N x C x H x W), resized when a case asks for another size.
+
+    FP16/INT8 parity needs in-distribution inputs: an INT8 model calibrated on images saturates on
+    random noise, which would measure the noise, not the model.
+    """
+    import torch.nn.functional as F
+
+    def make(specs: Sequence[TensorSpec], shapes: Sequence[tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        (spec,), (shape,) = specs, shapes
+        rows = data[rng.integers(0, len(data), size=shape[0])]
+        if rows.shape[2:] != tuple(shape[2:]):
+            rows = F.interpolate(torch.from_numpy(rows), size=tuple(shape[2:]), mode="bilinear", align_corners=False).numpy()
+        return {spec.name: np.ascontiguousarray(rows, dtype=np.float32)}
+
+    return make
+
+
+def cast_feed(runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cast a float32 feed to the runner's input dtypes (an FP16 model without FP32 I/O)."""
+    dtypes = {s.name: s.dtype for s in runner.input_specs()}
+    return {k: v.astype(dtypes.get(k, v.dtype)) for k, v in feed.items()}
+
+
 def run_parity(reference: TorchRunner, candidate_model: bytes | str | Path, cases, *, precision: str,
-               classifier: bool, provider: str = "cpu",
-               make_feed: Callable[[Sequence[TensorSpec], Sequence[tuple[int, ...]], np.random.Generator], dict[str, np.ndarray]] = _random_feed,
-               ) -> ParityReport:
+               classifier: bool, provider: str = "cpu", make_feed: FeedMaker = random_feed) -> ParityReport:
     """Run the same seeded inputs through eager and ONNX Runtime and compare every output."""
     tolerance = tolerance_for(precision)
     report = ParityReport(backend=f"onnxruntime[{provider}]", precision=precision, tolerance=tolerance)
@@ -110,7 +136,7 @@ def run_parity(reference: TorchRunner, candidate_model: bytes | str | Path, case
         for label, shapes in cases:
             feed = make_feed(reference.input_specs(), shapes, rng)
             ref_out = reference.infer(feed)
-            out = ort_runner.infer(feed)
+            out = {k: v.astype(np.float32) for k, v in ort_runner.infer(cast_feed(ort_runner, feed)).items()}
             comparisons = [compare_output(name, out[name], ref_out[name], tolerance, classifier=classifier)
                            for name in ref_out]
             report.cases.append(ParityCase(label, {k: tuple(v.shape) for k, v in feed.items()}, comparisons))
@@ -136,14 +162,28 @@ def export_model(
     classifier: bool = False,
     metadata: Mapping[str, Any] | None = None,
     reporter: StageReporter | None = None,
+    precision: str = "fp32",
+    keep_io_types: bool = True,
+    calibration: np.ndarray | None = None,
+    calibration_label: str = "",
+    parity_data: np.ndarray | None = None,
     after_parity: Callable[[bytes, TorchRunner], dict[str, Any]] | None = None,
 ) -> ExportReport:
     """Export an eval-mode model to ``out/name/1/model.onnx`` with ``out/name/export.json``.
 
-    Raises ``CheckFailedError`` (nothing written) when a check fails: exporter error, BatchNorm left
-    in the graph, onnx.checker, onnxsim's check, or parity against eager beyond the FP32 tolerance.
-    ``after_parity`` may add task-level results (e.g. accuracy) to the report before it is written.
+    ``precision`` fp16 keeps CBAM's attention in FP32; int8 needs ``calibration`` (preprocessed
+    N x C x H x W float32). ``parity_data`` (real samples) replaces random parity inputs; FP16/INT8
+    parity should have it. Raises ``CheckFailedError`` (nothing written) when a check fails:
+    exporter error, BatchNorm left in the graph, onnx.checker, onnxsim's check, or parity against
+    eager beyond the precision's tolerance. ``after_parity`` may add task-level results (e.g.
+    accuracy) to the report before it is written.
     """
+    from ..precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "int8" and calibration is None:
+        raise UsageError("INT8 needs calibration data (a folder of images, a .npy batch, or --calibration synthetic)")
     reporter = reporter or SilentReporter()
     if model.training:
         raise UsageError("the model is in training mode; call model.eval() before exporting")
@@ -198,8 +238,23 @@ def export_model(
             "input_names": input_names, "output_names": output_names,
             "input_shapes": [list(x.shape) for x in example_inputs],
             "dynamic_axes": {n: {str(k): v for k, v in a.items()} for n, a in zip(input_names, axes)},
-            "opset": opset, "precision": "fp32", "versions": package_versions(),
+            "opset": opset, "precision": precision, "versions": package_versions(),
         }
+        precision_report: dict[str, Any] = {}
+        if precision == "fp16":
+            from ..precision import convert_to_fp16
+
+            with reporter.stage("fp16", "attention regions kept FP32"):
+                proto, fp16_report = convert_to_fp16(proto, keep_io_types=keep_io_types)
+            precision_report = fp16_report.to_dict()
+        elif precision == "int8":
+            from ..precision import quantize_int8
+
+            with reporter.stage("int8", f"Q/DQ, symmetric, per-channel; calibration: {calibration_label}"):
+                proto, int8_report = quantize_int8(proto, calibration, calibration_label=calibration_label)
+            precision_report = int8_report.to_dict()
+        if precision_report:
+            meta["precision_details"] = precision_report
         set_metadata(proto, meta)
         data = proto.SerializeToString()
 
@@ -207,8 +262,9 @@ def export_model(
             None if i in a else d for i, d in enumerate(x.shape))) for n, x, a in zip(input_names, example_inputs, axes)],
             output_names)
         cases = parity_shapes([tuple(x.shape) for x in example_inputs], axes)
-        with reporter.stage("parity", f"eager vs ONNX Runtime CPU, {len(cases)} cases"):
-            parity = run_parity(reference, data, cases, precision="fp32", classifier=classifier)
+        feed = sample_feed(parity_data) if parity_data is not None and len(example_inputs) == 1 else random_feed
+        with reporter.stage("parity", f"eager vs ONNX Runtime CPU, {precision}, {len(cases)} cases"):
+            parity = run_parity(reference, data, cases, precision=precision, classifier=classifier, make_feed=feed)
         extra = after_parity(data, reference) if after_parity else {}
 
         onnx_rel = Path(VERSION_DIR) / MODEL_FILE

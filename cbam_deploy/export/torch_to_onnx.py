@@ -16,6 +16,7 @@ from ..errors import CheckFailedError, UsageError
 
 DYNAMIC_MODES = ("batch", "hw", "all", "none")
 DEFAULT_OPSET = 18
+MIN_OPSET = 18  # the dynamo exporter's minimum
 MAX_DIM = 4096
 
 
@@ -63,8 +64,8 @@ def export_to_onnx(
 
     Dynamic axes are traced with ``torch.export.Dim`` ranges; axes with the same name share one Dim.
     """
-    if opset < 18:
-        raise UsageError(f"--opset {opset} is not supported by the current exporter; use 18 or newer")
+    if opset < MIN_OPSET:
+        raise UsageError(f"--opset {opset} is not supported by the current exporter; use {MIN_OPSET} or newer")
     dims: dict[str, torch.export.Dim] = {}
     dynamic_shapes = []
     for axes in dynamic_axes:

@@ -22,7 +22,7 @@ REFERENCE_ARCH = "resnet_mini"
 class TrainConfig:
     variant: str | None
     arch: str = REFERENCE_ARCH
-    epochs: int = 20
+    epochs: int = 32
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4

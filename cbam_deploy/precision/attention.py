@@ -1,0 +1,86 @@
+"""Find CBAM-style attention in an ONNX graph, by pattern rather than by our module classes.
+
+A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``). Its
+attention region is every node on a path from the gated tensor ``x`` to the gate: ancestors of
+the Sigmoid that are not ancestors of ``x``. That covers the pooling, the channel MLP, the
+channel-wise mean/max, the spatial convs and the Sigmoid itself, for any CBAM implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+
+@dataclass
+class AttentionRegion:
+    gate: str  # the Sigmoid node's name
+    gated_tensor: str  # x in x * sigmoid(...)
+    nodes: list[str] = field(default_factory=list)  # node names, the Sigmoid included
+
+
+def _index(graph: onnx.GraphProto):
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for inp in node.input:
+            consumers.setdefault(inp, []).append(node)
+    return producer, consumers
+
+
+def _ancestors(tensor: str, producer: dict[str, onnx.NodeProto]) -> set[str]:
+    seen: set[str] = set()
+    stack = [tensor]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(node.input)
+    return seen
+
+
+def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
+    """Every sigmoid gate that multiplies a feature map, with the nodes that compute it."""
+    graph = model.graph
+    producer, consumers = _index(graph)
+    regions = []
+    for node in graph.node:
+        if node.op_type != "Sigmoid":
+            continue
+        gate_out = node.output[0]
+        muls = [c for c in consumers.get(gate_out, []) if c.op_type == "Mul"]
+        gated = [i for m in muls for i in m.input if i != gate_out]
+        if not gated:
+            continue
+        region = _ancestors(gate_out, producer) - set().union(*(_ancestors(x, producer) for x in gated))
+        order = [n.name for n in graph.node if n.name in region]
+        regions.append(AttentionRegion(node.name, gated[0], order))
+    return regions
+
+
+def ensure_node_names(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes unique names: block lists and exclusion lists work by name."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+def classifier_nodes(model: onnx.ModelProto) -> list[str]:
+    """The final Gemm/MatMul producing a graph output (the classifier), if any."""
+    outputs = {o.name for o in model.graph.output}
+    producer, _ = _index(model.graph)
+    names = []
+    for out in outputs:
+        node = producer.get(out)
+        while node is not None and node.op_type in ("Add", "Reshape", "Flatten", "Identity"):
+            node = next((producer[i] for i in node.input if i in producer), None)
+        if node is not None and node.op_type in ("Gemm", "MatMul"):
+            names.append(node.name)
+    return names

@@ -1,0 +1,60 @@
+"""FP16 ONNX for strongly typed TensorRT: half precision everywhere except CBAM's attention.
+
+Sigmoid gates, channel-wise mean/max, global pooling and the channel MLP on pooled features are
+where half precision loses accuracy; they are cheap, so every attention region stays FP32 (found by
+pattern, see ``attention.py``), as does any other node the caller names. Conversion itself is
+``onnxconverter_common.float16`` (a well-kept tool), with input/output types kept FP32 by default.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+import onnx
+
+from ..errors import MissingDependencyError
+from .attention import ensure_node_names, find_attention_regions
+
+ALWAYS_FP32_OPS = ("Sigmoid", "GlobalAveragePool", "GlobalMaxPool")
+
+
+@dataclass
+class Fp16Report:
+    kept_fp32: dict[str, str] = field(default_factory=dict)  # node name -> why
+    kept_fp32_ops: dict[str, int] = field(default_factory=dict)  # op type -> count
+    casts_inserted: int = 0
+    keep_io_types: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kept_fp32_ops": self.kept_fp32_ops, "kept_fp32_nodes": len(self.kept_fp32),
+                "casts_inserted": self.casts_inserted, "keep_io_types": self.keep_io_types,
+                "why": sorted(set(self.kept_fp32.values()))}
+
+
+def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
+                    keep_fp32_nodes: list[str] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
+    """Return an FP16 copy of an FP32 model, attention regions and ``keep_fp32_nodes`` in FP32."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise MissingDependencyError("FP16 conversion needs onnxconverter-common: pip install onnxconverter-common") from None
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    ensure_node_names(model)
+    report = Fp16Report(keep_io_types=keep_io_types)
+    for region in find_attention_regions(model):
+        for name in region.nodes:
+            report.kept_fp32[name] = "attention region (pooling, channel MLP, channel mean/max, spatial conv, sigmoid gate)"
+    for node in model.graph.node:
+        if node.op_type in ALWAYS_FP32_OPS:
+            report.kept_fp32.setdefault(node.name, f"{node.op_type} is FP16-sensitive")
+    for name in keep_fp32_nodes or []:
+        report.kept_fp32[name] = "requested"
+    casts_before = sum(n.op_type == "Cast" for n in model.graph.node)
+    converted = float16.convert_float_to_float16(
+        model, keep_io_types=keep_io_types, node_block_list=list(report.kept_fp32),
+        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST), disable_shape_infer=False)
+    report.casts_inserted = sum(n.op_type == "Cast" for n in converted.graph.node) - casts_before
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    report.kept_fp32_ops = dict(collections.Counter(kinds[n] for n in report.kept_fp32 if n in kinds).most_common())
+    return converted, report
