@@ -51,7 +51,8 @@ def pytest_collection_modifyitems(config, items):
     gpu_skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none visible to torch.cuda); run `pytest -m gpu` in the GPU image")
     trt_skip = pytest.mark.skip(reason="needs TensorRT (not importable); run `pytest -m gpu` in the GPU image")
     for item in items:
-        if "gpu" in item.keywords and not _has_gpu():
+        # get_closest_marker, not item.keywords: keywords also hold path parts (tests/backends/tensorrt).
+        if item.get_closest_marker("gpu") and not _has_gpu():
             item.add_marker(gpu_skip)
-        if "tensorrt" in item.keywords and not _has_tensorrt():
+        if item.get_closest_marker("tensorrt") and not _has_tensorrt():
             item.add_marker(trt_skip)

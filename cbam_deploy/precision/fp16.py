@@ -9,6 +9,7 @@ pattern, see ``attention.py``), as does any other node the caller names. Convers
 from __future__ import annotations
 
 import collections
+import warnings
 from dataclasses import dataclass, field
 
 import onnx
@@ -25,10 +26,12 @@ class Fp16Report:
     kept_fp32_ops: dict[str, int] = field(default_factory=dict)  # op type -> count
     casts_inserted: int = 0
     keep_io_types: bool = True
+    clamped_values: int = 0  # FP32 values outside FP16's range, clamped by the converter
 
     def to_dict(self) -> dict[str, object]:
         return {"kept_fp32_ops": self.kept_fp32_ops, "kept_fp32_nodes": len(self.kept_fp32),
                 "casts_inserted": self.casts_inserted, "keep_io_types": self.keep_io_types,
+                "clamped_values": self.clamped_values,
                 "why": sorted(set(self.kept_fp32.values()))}
 
 
@@ -51,9 +54,13 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     for name in keep_fp32_nodes or []:
         report.kept_fp32[name] = "requested"
     casts_before = sum(n.op_type == "Cast" for n in model.graph.node)
-    converted = float16.convert_float_to_float16(
-        model, keep_io_types=keep_io_types, node_block_list=list(report.kept_fp32),
-        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST), disable_shape_infer=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(
+            model, keep_io_types=keep_io_types, node_block_list=list(report.kept_fp32),
+            op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST), disable_shape_infer=False)
+    # One warning per weight too small (or large) for FP16, clamped to 1e-7 (or 1e4): count them.
+    report.clamped_values = sum("truncated" in str(w.message) for w in caught)
     report.casts_inserted = sum(n.op_type == "Cast" for n in converted.graph.node) - casts_before
     kinds = {n.name: n.op_type for n in model.graph.node}
     report.kept_fp32_ops = dict(collections.Counter(kinds[n] for n in report.kept_fp32 if n in kinds).most_common())
