@@ -8,7 +8,7 @@ from functools import partial
 from torch import nn
 
 from ..errors import UsageError
-from .registry import HOSTS
+from .registry import HOSTS, VARIANTS
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .variants import create_cbam
 
@@ -44,7 +44,7 @@ HOST_DEFAULTS: dict[str, HostDefaults] = {
 def _attention(variant: str | None, ratio: int, kernel_size: int):
     if variant is None:
         return None
-    create_cbam(variant, 64, ratio=min(ratio, 64), kernel_size=kernel_size)  # fail fast on bad names/kernels
+    VARIANTS.get(variant)  # an unknown name fails here, listing the valid ones
     return partial(create_cbam, variant, ratio=ratio, kernel_size=kernel_size)
 
 

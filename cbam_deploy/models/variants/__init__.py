@@ -17,24 +17,14 @@ from .parallel import ParallelCBAM
 __all__ = ["DeepSpatialCBAM", "DualBNCBAM", "OriginalCBAM", "ParallelCBAM", "create_cbam", "list_variants"]
 
 
-@VARIANTS.register("original", description="the paper's CBAM: shared MLP, channel then spatial")
-def _original(channels: int, *, ratio: int = 16, kernel_size: int = 7) -> nn.Module:
-    return OriginalCBAM(channels, ratio=ratio, kernel_size=kernel_size)
-
-
-@VARIANTS.register("dual_bn", description="independent avg/max MLP branches with BatchNorm")
-def _dual_bn(channels: int, *, ratio: int = 16, kernel_size: int = 7) -> nn.Module:
-    return DualBNCBAM(channels, ratio=ratio, kernel_size=kernel_size)
-
-
-@VARIANTS.register("deep_spatial", description="two-conv spatial attention with BatchNorm and a residual")
-def _deep_spatial(channels: int, *, ratio: int = 16, kernel_size: int = 7) -> nn.Module:
-    return DeepSpatialCBAM(channels, ratio=ratio, kernel_size=kernel_size)
-
-
-@VARIANTS.register("parallel", description="dynamic MLP width, He init, x + ca(x) + sa(x)")
-def _parallel(channels: int, *, ratio: int = 16, kernel_size: int = 7) -> nn.Module:
-    return ParallelCBAM(channels, ratio=ratio, kernel_size=kernel_size)
+# Each class takes (channels, ratio=16, kernel_size=7): the classes are the builders.
+for _name, _cls, _description in (
+    ("original", OriginalCBAM, "the paper's CBAM: shared MLP, channel then spatial"),
+    ("dual_bn", DualBNCBAM, "independent avg/max MLP branches with BatchNorm"),
+    ("deep_spatial", DeepSpatialCBAM, "two-conv spatial attention with BatchNorm and a residual"),
+    ("parallel", ParallelCBAM, "dynamic MLP width, He init, x + ca(x) + sa(x)"),
+):
+    VARIANTS.register(_name, description=_description)(_cls)
 
 
 def list_variants(pattern: str = "*") -> list[str]:
