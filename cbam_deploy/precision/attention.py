@@ -84,3 +84,9 @@ def classifier_nodes(model: onnx.ModelProto) -> list[str]:
         if node is not None and node.op_type in ("Gemm", "MatMul"):
             names.append(node.name)
     return names
+
+
+def input_convs(model: onnx.ModelProto) -> list[str]:
+    """Convolutions reading a graph input directly (the stem that sees raw pixels)."""
+    inputs = {i.name for i in model.graph.input}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]

@@ -2,7 +2,10 @@
 
 Calibration and Q/DQ insertion are ONNX Runtime's ``quantize_static`` (a well-kept library).
 Only convolutions are quantized, minus the attention regions (so every Sigmoid gate and what feeds
-it stays in floating point) and minus the classifier, unless the caller asks otherwise.
+it stays in floating point), the classifier, and the stem convolution that reads the raw input,
+unless the caller asks otherwise. Keeping the stem in floating point is what kept the reference
+models within 0.5 points of eager: quantizing it cost `original` 1.3 points of held-out top-1
+(95.7 -> 94.4 %), excluding it cost nothing (95.8 %), with MinMax and Entropy calibration alike.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import onnx
 
 from ..errors import CheckFailedError, UsageError
-from .attention import classifier_nodes, ensure_node_names, find_attention_regions
+from .attention import classifier_nodes, ensure_node_names, find_attention_regions, input_convs
 
 
 @dataclass
@@ -51,7 +54,8 @@ class _Reader:
 
 
 def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibration_label: str,
-                  quantize_attention: bool = False, quantize_classifier: bool = False) -> tuple[onnx.ModelProto, Int8Report]:
+                  quantize_attention: bool = False, quantize_classifier: bool = False,
+                  quantize_stem: bool = False) -> tuple[onnx.ModelProto, Int8Report]:
     """Quantize a one-input FP32 model with ``calibration`` (N x C x H x W float32, preprocessed)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -69,6 +73,9 @@ def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibratio
     if not quantize_classifier:
         for name in classifier_nodes(model):
             report.excluded[name] = "final classifier"
+    if not quantize_stem:
+        for name in input_convs(model):
+            report.excluded[name] = "stem convolution (reads the raw input)"
     input_name = model.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

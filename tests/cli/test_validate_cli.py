@@ -1,0 +1,68 @@
+"""cbam-validate: passes every ONNX Runtime precision on a reference model, names the failing cell
+of a corrupted model, and never counts an absent backend as passed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from cbam_deploy.cli.export import main as export_main
+from cbam_deploy.cli.validate import main as validate_main
+
+
+@pytest.fixture(scope="module")
+def reference_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    assert export_main(["--variant", "original", "--out", str(out), "--dynamic", "all"]) == 0
+    return out / "original_resnet_mini"
+
+
+def test_all_onnxruntime_precisions_pass_and_absent_backends_are_skipped(reference_model, tmp_path):
+    code = validate_main([str(reference_model), "--json", str(tmp_path / "v.json"), "--markdown", str(tmp_path / "v.md"),
+                          "--accuracy-count", "500"])
+    assert code == 0
+    cells = json.loads((tmp_path / "v.json").read_text())["cells"]
+    by = {(c["backend"], c["precision"]): c for c in cells}
+    for precision in ("fp32", "fp16", "int8"):
+        cell = by["onnxruntime-cpu", precision]
+        assert cell["status"] == "pass", cell["failures"]
+        labels = [case["label"] for case in cell["parity"]["cases"]]
+        assert "batch 4 @ 80x80" in labels and "batch 1 @ 64x64" in labels  # batch sizes and an untraced resolution
+        assert cell["accuracy"]["accuracy_drop_points"] <= 0.5
+    skipped = [c for c in cells if c["status"] == "skipped"]
+    assert skipped and all(c["reason"] for c in skipped)  # never passed, always with a reason
+    assert "| onnxruntime-cpu | int8 | pass |" in (tmp_path / "v.md").read_text()
+
+
+def test_corrupted_model_fails_naming_the_cell(reference_model, tmp_path, capsys):
+    model = onnx.load(str(reference_model / "1" / "model.onnx"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    array = onnx.numpy_helper.to_array(weight).copy()
+    array[0] *= -3.0  # one corrupted filter
+    weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
+    (tmp_path / "bad" / "1").mkdir(parents=True)
+    onnx.save(model, tmp_path / "bad" / "1" / "model.onnx")
+    code = validate_main([str(tmp_path / "bad"), "--precisions", "fp32", "--backends", "onnxruntime-cpu",
+                          "--accuracy-count", "100"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "failed: onnxruntime-cpu fp32 (" in err and "scaled error" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precisions", "fp8"], "unknown precision fp8"),
+    (["--backends", "tpu"], "unknown backend tpu"),
+    (["--batch-sizes", "0"], "must be positive"),
+])
+def test_bad_options(reference_model, capsys, args, message):
+    assert validate_main([str(reference_model), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_model(tmp_path, capsys):
+    assert validate_main([str(tmp_path / "nothing")]) == 2
+    assert "is not an exported model" in capsys.readouterr().err
