@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +17,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 torch.set_num_threads(2)
 
 
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomize_batchnorm(model: nn.Module, seed: int = 0, gamma: tuple[float, float] = (0.5, 1.5)) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (seeded), so folding and
-    parity are tested on something other than the identity."""
+    parity are tested on something other than the identity. ``gamma`` bounds the BN weights."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -24,7 +27,7 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                 n = m.num_features
                 m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
                 m.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) * (gamma[1] - gamma[0]) + gamma[0])
                 m.bias.copy_((torch.rand(n, generator=gen) - 0.5) * 0.4)
                 m.num_batches_tracked.fill_(100)
     return model
@@ -56,3 +59,52 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(gpu_skip)
         if item.get_closest_marker("tensorrt") and not _has_tensorrt():
             item.add_marker(trt_skip)
+
+
+# One export per (host, variant) for the whole session: the dynamo exporter has ~10 s of fixed cost,
+# so the export, precision and runner tests share these instead of exporting again.
+EXPORT_SHAPES = {"cbam": (1, 64, 20, 20), "resnet18": (1, 3, 64, 64), "resnet50": (1, 3, 96, 96)}
+
+
+@dataclass
+class ExportedHost:
+    model: nn.Module  # the eager model (randomised BatchNorm statistics), eval mode
+    checkpoint: Path
+    onnx_path: Path
+    report: dict
+    shape: tuple
+
+
+@pytest.fixture(scope="session")
+def exported_host(tmp_path_factory):
+    from cbam_deploy import create_model
+    from cbam_deploy.cli.export import main as export_main
+
+    cache: dict[tuple[str, str], ExportedHost] = {}
+
+    def get(arch: str, variant: str) -> ExportedHost:
+        if (arch, variant) not in cache:
+            root = tmp_path_factory.mktemp(f"{arch}_{variant}")
+            # Trained-like BN weights (< 1): with gammas up to 1.5, a random `parallel` ResNet-50
+            # (x * (1 + Mc + Ms) per block) reaches outputs of 1e5 and float32 cannot resolve it to
+            # 1e-4 at all (folding's own float32 rounding moves it 1e-4). Folding exactness is
+            # tested in float64 in tests/fold.
+            model = randomize_batchnorm(create_model(arch, variant, channels=64), seed=7, gamma=(0.2, 0.6)).eval()
+            ckpt = root / "ckpt.pt"
+            torch.save({"state_dict": model.state_dict()}, ckpt)
+            shape = EXPORT_SHAPES[arch]
+            out = root / "report.json"
+            import contextlib
+            import io
+
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                code = export_main(["--arch", arch, "--variant", variant, "--weights", str(ckpt), "--input-shape",
+                                    "x".join(map(str, shape)), "--out", str(root / "models"), "--json"])
+            assert code == 0
+            report = json.loads(buffer.getvalue())
+            out.write_text(json.dumps(report))
+            cache[arch, variant] = ExportedHost(model, ckpt, Path(report["onnx"]), report, shape)
+        return cache[arch, variant]
+
+    return get

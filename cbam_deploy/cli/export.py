@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 calibration: a folder of images (preprocessed as the model's metadata says), a "
                         "preprocessed N x C x H x W .npy batch, 'reference' (reference-task training images), or "
                         "'synthetic' (seeded noise; flagged in the report)")
+    p.add_argument("--max-scaled-error", type=float, default=None, metavar="X",
+                   help="override the tolerance table's max scaled error for this export (recorded in the report); "
+                        "for ill-conditioned networks where float32 itself cannot reach the table's value")
     p.add_argument("--dynamic", choices=DYNAMIC_MODES, default="batch",
                    help="dynamic axes: batch (default), hw (height and width), all, none")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, minimum 18)")
@@ -116,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print_list()
         return EXIT_OK
+    if args.max_scaled_error is not None and not args.max_scaled_error > 0:
+        raise UsageError(f"--max-scaled-error must be positive, got {args.max_scaled_error}")
     if args.opset < MIN_OPSET:
         raise UsageError(f"--opset {args.opset} is not supported by the current exporter; use {MIN_OPSET} or newer")
     arch = HOSTS.get(args.arch).name
@@ -173,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         dynamic=args.dynamic, opset=args.opset, simplify=args.simplify, force=args.force,
         classifier=defaults.is_classifier, metadata=metadata, reporter=reporter, after_parity=hook,
         precision=args.precision, keep_io_types=args.keep_io_types, calibration=calibration,
-        calibration_label=calibration_label, parity_data=parity_data,
+        calibration_label=calibration_label, parity_data=parity_data, max_scaled_error=args.max_scaled_error,
     )
     if args.json:
         print_json(report.to_dict())

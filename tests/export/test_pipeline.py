@@ -20,9 +20,6 @@ from cbam_deploy.export import read_metadata
 from tests.conftest import VARIANTS, randomize_batchnorm
 from tests.seed_modules import build_seed_cbam
 
-SHAPES = {"cbam": (1, 64, 20, 20), "resnet18": (1, 3, 64, 64), "resnet50": (1, 3, 96, 96)}
-
-
 def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
@@ -48,11 +45,9 @@ def export_cli(tmp_path: Path, *args: str, capsys=None) -> dict:
 
 @pytest.mark.parametrize("arch", ["cbam", "resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_export_has_no_batchnorm_and_matches_eager_at_batch_3(variant, arch, tmp_path, capsys):
-    ckpt, model = checkpoint(tmp_path, arch, variant)
-    shape = SHAPES[arch]
-    report = export_cli(tmp_path, "--arch", arch, "--variant", variant, "--weights", str(ckpt),
-                        "--input-shape", "x".join(map(str, shape)), capsys=capsys)
+def test_export_has_no_batchnorm_and_matches_eager_at_batch_3(variant, arch, exported_host):
+    exported = exported_host(arch, variant)
+    model, report, shape = exported.model, exported.report, exported.shape
     assert report["passed"]
     ops = report["ops"]["after_simplify"]
     assert "BatchNormalization" not in ops and "Identity" not in ops
@@ -154,3 +149,13 @@ def test_interrupt_mid_export_leaves_nothing(tmp_path, monkeypatch):
 def test_training_mode_model_is_refused(tmp_path):
     with pytest.raises(UsageError, match="training mode"):
         export_model(create_model("cbam", "original", channels=32), (torch.randn(2, 32, 8, 8),), name="m", out=tmp_path)
+
+
+def test_tolerance_override_is_explicit_and_recorded(tmp_path, capsys):
+    args = ["--arch", "cbam", "--variant", "original", "--input-shape", "1x32x8x8", "--out", str(tmp_path), "--json"]
+    assert export_main([*args, "--max-scaled-error", "1e-3"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["parity"]["tolerance"]["max_scaled_error"] == 1e-3
+    assert "set to 0.001 by the caller (table: 0.0001)" in captured.err
+    assert export_main([*args, "--max-scaled-error", "0", "--force"]) == 2

@@ -9,27 +9,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from cbam_deploy import create_model, export_model
 from cbam_deploy.compare import compare_output, tolerance_for
 from cbam_deploy.precision import convert_to_fp16, find_attention_regions, quantize_int8
-from tests.conftest import VARIANTS
+from tests.conftest import EXPORT_SHAPES, VARIANTS
 
 HOSTS = ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)]
-SHAPE = (1, 3, 64, 64)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    cache = {}
-
+@pytest.fixture
+def exported(exported_host):
     def get(arch: str, variant: str):
-        if (arch, variant) not in cache:
-            torch.manual_seed(0)
-            model = create_model(arch, variant).eval()
-            report = export_model(model, (torch.randn(*SHAPE),), name=f"{arch}_{variant}",
-                                  out=tmp_path_factory.mktemp("m"), classifier=True)
-            cache[arch, variant] = (model, onnx.load(str(report.onnx_path)))
-        return cache[arch, variant]
+        host = exported_host(arch, variant)
+        return host.model, onnx.load(str(host.onnx_path))
 
     return get
 
@@ -63,7 +54,8 @@ def test_fp16_keeps_gates_fp32_and_matches_eager(exported, arch, variant):
     assert len(half_weights) > 10  # the backbone really is FP16
     assert report.kept_fp32_ops["Sigmoid"] == len(sigmoids)
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
-    x = np.random.default_rng(1).standard_normal((3, *SHAPE[1:])).astype(np.float32)
+    shape = EXPORT_SHAPES[arch]
+    x = np.random.default_rng(1).standard_normal((3, *shape[1:])).astype(np.float32)
     cmp = compare_output("logits", run(fp16, x), eager(model, x), tolerance_for("fp16"), classifier=True)
     assert cmp.passed, cmp.failures
 
@@ -73,7 +65,8 @@ def test_fp16_keeps_gates_fp32_and_matches_eager(exported, arch, variant):
 def test_int8_is_symmetric_per_channel_qdq_without_gates_and_matches_eager(exported, arch, variant):
     model, fp32 = exported(arch, variant)
     rng = np.random.default_rng(2)
-    calibration = rng.standard_normal((32, *SHAPE[1:])).astype(np.float32)
+    shape = EXPORT_SHAPES[arch]
+    calibration = rng.standard_normal((32, *shape[1:])).astype(np.float32)
     int8, report = quantize_int8(fp32, calibration, calibration_label="test")
     nodes = list(int8.graph.node)
     producers = {o: n for n in nodes for o in n.output}
@@ -88,7 +81,7 @@ def test_int8_is_symmetric_per_channel_qdq_without_gates_and_matches_eager(expor
         assert producers[sig.input[0]].op_type != "DequantizeLinear"
     gemm = next(n for n in nodes if n.op_type == "Gemm")
     assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in gemm.input)
-    x = rng.standard_normal((3, *SHAPE[1:])).astype(np.float32)  # same distribution as the calibration
+    x = rng.standard_normal((3, *shape[1:])).astype(np.float32)  # same distribution as the calibration
     cmp = compare_output("logits", run(int8, x), eager(model, x), tolerance_for("int8"), classifier=True)
     assert cmp.passed, cmp.failures
 
