@@ -13,8 +13,9 @@ from torch import nn
 
 VARIANTS = ["original", "dual_bn", "deep_spatial", "parallel"]
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-torch.set_num_threads(2)
+# Under pytest-xdist two workers share the 2 cores: one thread each, or they oversubscribe.
+_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+torch.set_num_threads(_THREADS)
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0, gamma: tuple[float, float] = (0.5, 1.5)) -> nn.Module:

@@ -20,7 +20,9 @@ from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 HOW_TO_READ = ("Configurations are timed interleaved in one process (one call each per round), ONNX Runtime "
                "intra-op spinning off so idle sessions do not steal cores. On a noisy machine compare the "
-               "ratios and the medians (p50), not single runs or p99.")
+               "ratios and the medians (p50), not single runs or p99. Keep --threads at or below the number of idle "
+               "cores: eager PyTorch's OpenMP threads stall at every parallel region when a core is busy elsewhere "
+               "(measured here: 9 ms alone, 55-490 ms with a training job on the other core).")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -191,7 +191,7 @@ def export_model(
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "int8" and calibration is None:
-        raise UsageError("INT8 needs calibration data (a folder of images, a .npy batch, or --calibration synthetic)")
+        raise UsageError("INT8 needs calibration data: a preprocessed N x C x H x W float32 batch")
     reporter = reporter or SilentReporter()
     if model.training:
         raise UsageError("the model is in training mode; call model.eval() before exporting")
@@ -277,6 +277,8 @@ def export_model(
         if max_scaled_error is not None:
             reporter.note(f"scaled-error tolerance set to {max_scaled_error:g} by the caller "
                           f"(table: {tolerance_for(precision).max_scaled_error:g})")
+        if not parity.passed:
+            raise CheckFailedError("parity against eager failed, nothing written: " + "; ".join(parity.failures()))
         extra = after_parity(data, reference) if after_parity else {}
 
         onnx_rel = Path(VERSION_DIR) / MODEL_FILE
@@ -287,8 +289,6 @@ def export_model(
             metadata=meta, timings=dict(getattr(reporter, "timings", {})), notes=list(getattr(reporter, "notes", [])),
             extra=extra,
         )
-        if not parity.passed:
-            raise CheckFailedError("parity against eager failed, nothing written: " + "; ".join(parity.failures()))
         (staging / VERSION_DIR).mkdir()
         (staging / onnx_rel).write_bytes(data)
         report.timings["total"] = sum(v for k, v in report.timings.items() if k != "total")
