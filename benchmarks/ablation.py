@@ -2,8 +2,9 @@
 
     python benchmarks/ablation.py --repeats 200
 
-For the plain reference host and each variant (shipped reference checkpoints): held-out top-1,
-parameters, and ONNX Runtime CPU latency at batch 1 relative to the plain host. All models are
+For each variant (shipped reference checkpoints): held-out top-1, parameters, and ONNX Runtime CPU
+latency at batch 1 relative to the plain host (same network without attention; random weights,
+which do not change latency; its accuracy is reported only if a plain checkpoint is shipped). All models are
 exported first, then timed interleaved round-robin in one process (intra-op spinning off, so idle
 sessions do not steal cores), medians of ``--repeats`` rounds.
 """
@@ -36,15 +37,18 @@ def main() -> None:
     args = p.parse_args()
     rows = {}
     with tempfile.TemporaryDirectory() as out:
+        from cbam_deploy.models.spec import REFERENCE_DIR
+
         for variant in MODELS:
+            weights = "reference" if (REFERENCE_DIR / f"resnet_mini_{variant}.pt").is_file() else "random"
             buffer = io.StringIO()
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(io.StringIO()):
-                code = export_main(["--variant", variant, "--out", out, "--json"])
+                code = export_main(["--variant", variant, "--weights", weights, "--num-classes", "5", "--out", out, "--json"])
             if code != 0:
                 raise SystemExit(f"export of {variant} failed ({code})")
             report = json.loads(buffer.getvalue())
-            rows[variant] = {"heldout_top1": report["heldout_accuracy"]["reference_top1"],
-                             "onnx_top1": report["heldout_accuracy"]["top1"],
+            accuracy = report.get("heldout_accuracy") or {}
+            rows[variant] = {"heldout_top1": accuracy.get("reference_top1"), "onnx_top1": accuracy.get("top1"),
                              "onnx": report["onnx"]}
         sessions = {v: create_session(r["onnx"], threads=args.threads, spinning=False) for v, r in rows.items()}
         x = np.random.default_rng(0).standard_normal((args.batch, 3, 64, 64)).astype(np.float32)
@@ -66,7 +70,8 @@ def main() -> None:
         params = sum(p.numel() for p in create_model("resnet_mini", None if v == "none" else v, num_classes=5).parameters())
         med = statistics.median(times[v])
         r.update(parameters=params, median_ms=1000 * med, ratio=med / base)
-        print(f"| {'plain (none)' if v == 'none' else v} | {100 * r['heldout_top1']:.1f}% | {params:,} | "
+        top1 = "not trained" if r["heldout_top1"] is None else f"{100 * r['heldout_top1']:.1f}%"
+        print(f"| {'plain (none)' if v == 'none' else v} | {top1} | {params:,} | "
               f"{1000 * med:.3f} ms | {med / base:.2f}x |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2))

@@ -52,8 +52,8 @@ def _has_tensorrt() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    gpu_skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none visible to torch.cuda); run `pytest -m gpu` in the GPU image")
-    trt_skip = pytest.mark.skip(reason="needs TensorRT (not importable); run `pytest -m gpu` in the GPU image")
+    gpu_skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none visible to torch.cuda); run `pytest -m gpu` on a machine with an NVIDIA GPU and TensorRT")
+    trt_skip = pytest.mark.skip(reason="needs TensorRT (not importable); run `pytest -m gpu` on a machine with an NVIDIA GPU and TensorRT")
     for item in items:
         # get_closest_marker, not item.keywords: keywords also hold path parts (tests/backends/tensorrt).
         if item.get_closest_marker("gpu") and not _has_gpu():

@@ -13,11 +13,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (plus the usage line) and exit 2."""
+    """argparse whose usage errors are one line (no usage block) and exit 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ def run(tmp_path: Path, capsys, *args: str) -> tuple[int, str]:
 
 
 def error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if "error" in line]
+    return [line for line in err.splitlines() if line.startswith("cbam-export: error")]
 
 
 @pytest.fixture
