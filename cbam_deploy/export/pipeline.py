@@ -278,7 +278,9 @@ def export_model(
             reporter.note(f"scaled-error tolerance set to {max_scaled_error:g} by the caller "
                           f"(table: {tolerance_for(precision).max_scaled_error:g})")
         if not parity.passed:
-            raise CheckFailedError("parity against eager failed, nothing written: " + "; ".join(parity.failures()))
+            raise CheckFailedError("parity against eager failed, nothing written: " + "; ".join(parity.failures())
+                                   + " (if float32 itself cannot resolve this network, e.g. a random-init `parallel` "
+                                   "ResNet-50, set the tolerance explicitly with --max-scaled-error)")
         extra = after_parity(data, reference) if after_parity else {}
 
         onnx_rel = Path(VERSION_DIR) / MODEL_FILE
