@@ -45,7 +45,7 @@ def main() -> None:
             assert code == 0
             results[variant] = json.loads(out.read_text())["rows"]
             print(f"{variant}: done", flush=True)
-    print(f"\n| variant | batch | eager p50 | ORT FP32 | ORT FP16 | ORT INT8 | runner overhead vs bare run |")
+    print("\n| variant | batch | eager p50 | ORT FP32 | ORT FP16 | ORT INT8 | runner overhead vs bare run |")
     print("|---|---|---|---|---|---|---|")
     for variant, rows in results.items():
         for batch in (1, 8):

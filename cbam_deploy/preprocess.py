@@ -43,3 +43,14 @@ def load_image_folder(folder: str | Path, size: Sequence[int], mean: Sequence[fl
     if not files:
         raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
     return np.stack([load_image(f, size, mean, std) for f in files[:limit]])
+
+
+def load_npy(path: str | Path, *, what: str = "batch") -> np.ndarray:
+    """A .npy array, never unpickling objects; a missing or unreadable file is one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot read {what} file {str(path)!r}: {str(exc).splitlines()[0]}") from None

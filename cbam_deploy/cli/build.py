@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnx
 
 from ..artifacts import staged_directory
 from ..backends.tensorrt import PlanSidecar, derive_profile, parse_shape_spec, write_sidecar
 from ..backends.tensorrt.profiles import DEFAULT_MAX_BATCH
 from ..errors import CheckFailedError, UsageError
-from ..export.graph import io_signature
-from ..export.metadata import read_metadata
+from ..model_dir import ExportedModel
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
 
 PLAN_FILE = "model.plan"
@@ -46,23 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_onnx(model: str) -> Path:
-    path = Path(model)
-    if path.is_dir():
-        path = path / "1" / "model.onnx"
-    if not path.is_file():
-        raise UsageError(f"{model!r} is not an exported model (no {path})")
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    onnx_path = resolve_onnx(args.model)
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:
-        raise UsageError(f"{str(onnx_path)!r} is not a readable ONNX model ({type(exc).__name__})") from None
-    meta = read_metadata(proto)
-    inputs = io_signature(proto)["inputs"]
+    exported = ExportedModel.open(args.model)
+    onnx_path, meta = exported.onnx_path, exported.metadata
+    inputs = exported.signature["inputs"]
     names = [str(i["name"]) for i in inputs]
     traced = dict(zip(meta.get("input_names", []), meta.get("input_shapes", [])))
     if args.max_batch <= 0:

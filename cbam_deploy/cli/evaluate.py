@@ -7,19 +7,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import onnx
+import numpy as np
 
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch_eager import TorchRunner
 from ..backends.base import TensorSpec
 from ..errors import UsageError
-from ..export.metadata import read_metadata
+from ..model_dir import ExportedModel
 from ..models.registry import VARIANTS
 from ..models.spec import ModelSpec, build_model
 from ..reference.evaluate import HELDOUT_COUNT, evaluate_heldout
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
-
-import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,30 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _eager_predict(spec_dict: dict):
-    built = build_model(ModelSpec(**spec_dict))
-    runner = TorchRunner(built.model, [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))], ["logits"])
-    return runner
+def _eager_runner(model) -> TorchRunner:
+    return TorchRunner(model, [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))], ["logits"])
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.model)
     if args.count <= 0:
         raise UsageError(f"--count must be positive, got {args.count}")
-    if path.is_dir():
-        path = path / "1" / "model.onnx"
-    if not path.exists():
-        raise UsageError(f"{args.model!r} does not exist")
-    if path.suffix == ".onnx":
-        try:
-            meta = read_metadata(onnx.load(str(path), load_external_data=False))
-        except Exception as exc:
-            raise UsageError(f"{str(path)!r} is not a readable ONNX model ({type(exc).__name__})") from None
-        spec = meta.get("model_spec")
-        if not spec or spec.get("arch") != "resnet_mini":
-            raise UsageError(f"{str(path)!r} is not a reference-task model (host resnet_mini); nothing to evaluate")
+    if path.is_dir() or path.suffix == ".onnx":
+        exported = ExportedModel.open(path)
+        if (exported.metadata.get("model_spec") or {}).get("arch") != "resnet_mini":
+            raise UsageError(f"{str(exported.onnx_path)!r} is not a reference-task model (host resnet_mini); "
+                             "nothing to evaluate")
+        path = exported.onnx_path
         candidate = OnnxRuntimeRunner(path, provider=args.provider)
-        reference = _eager_predict(spec)
+        reference = exported.eager_runner()
         name = f"onnxruntime[{args.provider}]"
     else:
         from ..checkpoint import read_checkpoint
@@ -71,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{str(path)!r} does not say its variant; pass --variant")
         if variant != "none":
             VARIANTS.get(variant)
-        candidate = _eager_predict({"arch": config.get("arch", "resnet_mini"), "variant": None if variant == "none" else variant,
-                                    "weights": str(path)})
+        built = build_model(ModelSpec(arch=config.get("arch", "resnet_mini"),
+                                      variant=None if variant == "none" else variant, weights=str(path)))
+        candidate = _eager_runner(built.model)
         reference = None
         name = "torch-eager"
     with candidate:

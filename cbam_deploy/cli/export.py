@@ -18,7 +18,6 @@ from ..precision.calibration import load_calibration
 from ..models.registry import HOSTS, VARIANTS
 from ..models.spec import ModelSpec, build_model
 from ..progress import RichReporter
-from ..reference.dataset import CLASSES
 from ..reference.evaluate import evaluate_heldout, heldout_batch
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, parse_shape, print_json, run_command
 

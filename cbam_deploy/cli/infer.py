@@ -12,7 +12,7 @@ import numpy as np
 from ..artifacts import atomic_write_bytes
 from ..errors import UsageError
 from ..model_dir import ExportedModel
-from ..preprocess import IMAGE_SUFFIXES, load_image
+from ..preprocess import IMAGE_SUFFIXES, load_image, load_npy
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
 
 
@@ -41,14 +41,7 @@ def load_inputs(model: ExportedModel, paths: Sequence[str]) -> tuple[np.ndarray,
     """The preprocessed batch, and the raw RGB images (None for a .npy batch)."""
     pre = model.preprocessing
     if len(paths) == 1 and paths[0].endswith(".npy"):
-        path = Path(paths[0])
-        if not path.is_file():
-            raise UsageError(f"{paths[0]!r} does not exist")
-        try:
-            batch = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"cannot read {paths[0]!r}: {str(exc).splitlines()[0]}") from None
-        return batch, None
+        return load_npy(paths[0]), None
     if any(p.endswith(".npy") for p in paths):
         raise UsageError("give either image files or a single .npy batch, not both")
     if not pre.get("mean") or not pre.get("std"):

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UsageError
-from ..preprocess import load_image_folder
+from ..preprocess import load_image_folder, load_npy
 
 SYNTHETIC = "synthetic"
 REFERENCE = "reference"
@@ -40,12 +40,7 @@ def load_calibration(source: str, *, input_shape: Sequence[int], mean: Sequence[
         data = load_image_folder(path, (h, w), mean, std, limit=limit)
         return data, f"{len(data)} images from {path}", None
     if path.suffix == ".npy":
-        if not path.is_file():
-            raise UsageError(f"calibration file {source!r} does not exist")
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"cannot read calibration file {source!r}: {str(exc).splitlines()[0]}") from None
+        data = load_npy(path, what="calibration")
         if data.ndim != 4 or data.shape[1] != c:
             raise UsageError(f"calibration batch {source!r} has shape {list(data.shape)}; expected N x {c} x H x W "
                              "(preprocessed like the model's input)")
