@@ -96,6 +96,12 @@ class Runner(ABC):
         return self.infer_impl(self.validate(feed))
 
 
+def cast_feed(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cast a float32 feed to the runner's input dtypes (an FP16 model without FP32 I/O)."""
+    dtypes = {s.name: s.dtype for s in runner.input_specs()}
+    return {k: v.astype(dtypes.get(k, v.dtype)) for k, v in feed.items()}
+
+
 def single_input_feed(runner: Runner, array: np.ndarray) -> dict[str, np.ndarray]:
     """Feed for a one-input model."""
     specs: Sequence[TensorSpec] = runner.input_specs()

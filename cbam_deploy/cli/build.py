@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from ..artifacts import staged_directory
 from ..backends.tensorrt import PlanSidecar, derive_profile, parse_shape_spec, write_sidecar
@@ -67,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.tensorrt.environment import detect
 
     env = detect()  # one line and exit 2 when TensorRT or the GPU is missing
+    # Before the (long) build: the eager reference for parity must be rebuildable from the metadata.
+    reference = exported.eager_runner()
     from ..progress import RichReporter
 
     reporter = RichReporter()
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             extra={"source_onnx": str(onnx_path), "metadata": meta})
         write_sidecar(plan_path, sidecar)
         with reporter.stage("parity", "eager vs TensorRT"):
-            parity = tensorrt_parity(plan_path, onnx_path, meta, profile)
+            parity = tensorrt_parity(plan_path, exported, reference, profile)
         if not parity.passed:
             raise CheckFailedError("TensorRT parity against eager failed, nothing written: " + "; ".join(parity.failures()))
     summary = {"plan": str(target / "1" / PLAN_FILE), "sidecar": sidecar.__dict__, "parity": parity.to_dict()}
@@ -98,33 +99,20 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def tensorrt_parity(plan_path: Path, onnx_path: Path, meta: dict, profile):
-    """Eager (rebuilt from the metadata's model spec) against the engine, at shapes inside the profile."""
-    from ..backends.base import TensorSpec
+def tensorrt_parity(plan_path: Path, exported: ExportedModel, reference, profile):
+    """Eager against the engine, at shapes inside the profile (opt, batch 3, max batch at min size)."""
     from ..backends.tensorrt.runner import TensorRTRunner
-    from ..backends.torch_eager import TorchRunner
-    from ..compare import ParityCase, ParityReport, compare_output, tolerance_for
-    from ..models.spec import ModelSpec, build_model
+    from ..compare import compare_runners, tolerance_for
+    from ..export.pipeline import random_feed
 
-    spec = meta.get("model_spec")
-    if not spec:
-        raise UsageError(f"{onnx_path} carries no model spec in its metadata: cannot rebuild the eager reference")
-    built = build_model(ModelSpec(**spec))
-    name = meta["input_names"][0]
-    reference = TorchRunner(built.model, [TensorSpec(name, np.dtype(np.float32), (None,) * 4)], meta["output_names"])
-    precision = str(meta.get("precision", "fp32"))
-    report = ParityReport("tensorrt", precision, tolerance_for(precision))
-    lo, opt, hi = profile.shapes[name]
-    rng = np.random.default_rng(0)
+    precision = str(exported.metadata.get("precision", "fp32"))
+    lo, opt, hi = profile.shapes[exported.input_name]
+    shapes = {tuple(opt), (min(hi[0], 3), *opt[1:]), tuple(hi[:1]) + tuple(lo[1:])}
+    cases = [(f"batch {s[0]} @ {s[2]}x{s[3]}", [s]) for s in sorted(shapes)]
     with reference, TensorRTRunner(plan_path) as trt_runner:
-        for shape in {tuple(opt), (min(hi[0], 3), *opt[1:]), tuple(hi[:1]) + tuple(lo[1:])}:
-            x = rng.standard_normal(shape).astype(np.float32)
-            ref = reference.infer({name: x})
-            out = trt_runner.infer({name: x.astype(trt_runner.input_specs()[0].dtype)})
-            report.cases.append(ParityCase(f"batch {shape[0]} @ {shape[2]}x{shape[3]}", {name: shape}, [
-                compare_output(k, out[k].astype(np.float32), ref[k], report.tolerance, classifier=ref[k].ndim == 2)
-                for k in ref]))
-    return report
+        return compare_runners(reference, trt_runner, cases, backend="tensorrt", precision=precision,
+                               tolerance=tolerance_for(precision), classifier=True,  # top-1 only for 2-D outputs
+                               make_feed=random_feed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

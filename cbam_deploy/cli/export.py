@@ -96,7 +96,7 @@ def _reference_results(classes: Sequence[str]):
 
     def hook(onnx_bytes: bytes, reference: TorchRunner) -> dict[str, Any]:
         from ..backends.onnxruntime import OnnxRuntimeRunner
-        from ..export.pipeline import cast_feed
+        from ..backends.base import cast_feed
 
         with OnnxRuntimeRunner(onnx_bytes) as ort_runner, reference:
             def predict(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from ..model_dir import ExportedModel
-from .parity import ParityCase, ParityReport, compare_output
+from .parity import ParityReport, compare_runners
 from .tolerances import tolerance_for
 
 BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
@@ -109,7 +109,7 @@ def validate(model: ExportedModel, *, precisions: Sequence[str] = ("fp32", "fp16
              calibration_label: str = "", accuracy_count: int = 1000,
              on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
     """Run the matrix; cells are returned (and passed to ``on_cell``) as they finish."""
-    from ..export.pipeline import cast_feed, random_feed, sample_feed
+    from ..export.pipeline import random_feed, sample_feed
     from ..reference.evaluate import evaluate_heldout, heldout_batch
 
     cases = validation_cases(model, batch_sizes, resolutions)
@@ -133,7 +133,7 @@ def validate(model: ExportedModel, *, precisions: Sequence[str] = ("fp32", "fp16
                     else:
                         with runner:
                             _fill(cell, runner, eager, model, cases, precision,
-                                  sample_feed(real) if real is not None else random_feed, cast_feed,
+                                  sample_feed(real) if real is not None else random_feed,
                                   evaluate_heldout if model.is_reference_task else None, accuracy_count)
                 cells.append(cell)
                 if on_cell:
@@ -141,18 +141,14 @@ def validate(model: ExportedModel, *, precisions: Sequence[str] = ("fp32", "fp16
     return cells
 
 
-def _fill(cell: Cell, runner, eager, model: ExportedModel, cases, precision: str, make_feed, cast_feed,
+def _fill(cell: Cell, runner, eager, model: ExportedModel, cases, precision: str, make_feed,
           evaluate, accuracy_count: int) -> None:
+    from ..backends.base import cast_feed
+
     tolerance = tolerance_for(precision)
-    cell.parity = ParityReport(cell.backend, precision, tolerance)
-    rng = np.random.default_rng(0)
     classifier = bool(model.classes) or model.metadata.get("num_classes") is not None
-    for label, shape in cases:
-        feed = make_feed(eager.input_specs(), [shape], rng)
-        ref = eager.infer(feed)
-        out = {k: v.astype(np.float32) for k, v in runner.infer(cast_feed(runner, feed)).items()}
-        cell.parity.cases.append(ParityCase(label, {k: v.shape for k, v in feed.items()}, [
-            compare_output(k, out[k], ref[k], tolerance, classifier=classifier) for k in ref]))
+    cell.parity = compare_runners(eager, runner, [(label, [shape]) for label, shape in cases], backend=cell.backend,
+                                  precision=precision, tolerance=tolerance, classifier=classifier, make_feed=make_feed)
     cell.failures = cell.parity.failures()
     if evaluate is not None:
         name, logits = model.input_name, model.output_names[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -65,6 +66,27 @@ class ParityReport:
                        "passed": c.passed,
                        "outputs": [{**asdict(o), "shape": list(o.shape)} for o in c.outputs]} for c in self.cases],
         }
+
+
+def compare_runners(reference, candidate, cases: Sequence[tuple[str, Sequence[tuple[int, ...]]]], *,
+                    backend: str, precision: str, tolerance: Tolerance, classifier: bool,
+                    make_feed: Callable[..., dict[str, np.ndarray]], seed: int = 0) -> ParityReport:
+    """Feed the same inputs to two active runners (eager, then the candidate) and compare every output.
+
+    ``cases`` are (label, one shape per input); ``make_feed(specs, shapes, rng)`` draws the inputs.
+    The candidate's feed is cast to its input dtypes and its outputs compared in float32.
+    """
+    from ..backends.base import cast_feed
+
+    report = ParityReport(backend=backend, precision=precision, tolerance=tolerance)
+    rng = np.random.default_rng(seed)
+    for label, shapes in cases:
+        feed = make_feed(reference.input_specs(), shapes, rng)
+        ref_out = reference.infer(feed)
+        out = {k: v.astype(np.float32) for k, v in candidate.infer(cast_feed(candidate, feed)).items()}
+        comparisons = [compare_output(name, out[name], ref_out[name], tolerance, classifier=classifier) for name in ref_out]
+        report.cases.append(ParityCase(label, {k: tuple(v.shape) for k, v in feed.items()}, comparisons))
+    return report
 
 
 def compare_output(name: str, out: np.ndarray, ref: np.ndarray, tolerance: Tolerance, *,

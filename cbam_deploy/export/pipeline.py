@@ -20,7 +20,7 @@ from ..artifacts import atomic_write_text, staged_directory
 from ..backends.base import TensorSpec
 from ..backends.onnxruntime import OnnxRuntimeRunner
 from ..backends.torch_eager import TorchRunner
-from ..compare import ParityCase, ParityReport, compare_output, tolerance_for
+from ..compare import ParityReport, compare_runners, tolerance_for
 from ..errors import CheckFailedError, UsageError
 from ..fold import FoldReport, fold_batchnorms
 from ..progress import SilentReporter, StageReporter
@@ -119,12 +119,6 @@ def sample_feed(data: np.ndarray) -> FeedMaker:
     return make
 
 
-def cast_feed(runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Cast a float32 feed to the runner's input dtypes (an FP16 model without FP32 I/O)."""
-    dtypes = {s.name: s.dtype for s in runner.input_specs()}
-    return {k: v.astype(dtypes.get(k, v.dtype)) for k, v in feed.items()}
-
-
 def run_parity(reference: TorchRunner, candidate_model: bytes | str | Path, cases, *, precision: str,
                classifier: bool, provider: str = "cpu", make_feed: FeedMaker = random_feed,
                max_scaled_error: float | None = None) -> ParityReport:
@@ -135,17 +129,9 @@ def run_parity(reference: TorchRunner, candidate_model: bytes | str | Path, case
     tolerance = tolerance_for(precision)
     if max_scaled_error is not None:
         tolerance = dataclasses.replace(tolerance, max_scaled_error=max_scaled_error)
-    report = ParityReport(backend=f"onnxruntime[{provider}]", precision=precision, tolerance=tolerance)
-    rng = np.random.default_rng(PARITY_SEED)
     with reference, OnnxRuntimeRunner(candidate_model, provider=provider) as ort_runner:
-        for label, shapes in cases:
-            feed = make_feed(reference.input_specs(), shapes, rng)
-            ref_out = reference.infer(feed)
-            out = {k: v.astype(np.float32) for k, v in ort_runner.infer(cast_feed(ort_runner, feed)).items()}
-            comparisons = [compare_output(name, out[name], ref_out[name], tolerance, classifier=classifier)
-                           for name in ref_out]
-            report.cases.append(ParityCase(label, {k: tuple(v.shape) for k, v in feed.items()}, comparisons))
-    return report
+        return compare_runners(reference, ort_runner, cases, backend=f"onnxruntime[{provider}]", precision=precision,
+                               tolerance=tolerance, classifier=classifier, make_feed=make_feed, seed=PARITY_SEED)
 
 
 def _scaled_error(a: torch.Tensor, b: torch.Tensor) -> float:
