@@ -6,14 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from .errors import UsageError
-from .export.graph import io_signature
-from .export.metadata import read_metadata
+from .onnx_export.graph import io_signature
+from .onnx_export.metadata import read_metadata
+
+if TYPE_CHECKING:
+    from .backends.base import TensorSpec
 
 
 @dataclass
@@ -53,11 +56,30 @@ class ExportedModel:
         return [str(o["name"]) for o in self.signature["outputs"]]
 
     @property
-    def traced_shape(self) -> tuple[int, ...]:
+    def input_names(self) -> list[str]:
+        return [str(i["name"]) for i in self.signature["inputs"]]
+
+    @property
+    def traced_shapes(self) -> list[tuple[int, ...]]:
+        """Every input's example shape at export (from the metadata, else the graph's fixed dims)."""
         shapes = self.metadata.get("input_shapes")
-        if shapes:
-            return tuple(shapes[0])
-        return tuple(d if isinstance(d, int) else 1 for d in self.signature["inputs"][0]["shape"])
+        if shapes and len(shapes) == len(self.signature["inputs"]):
+            return [tuple(s) for s in shapes]
+        return [tuple(d if isinstance(d, int) else 1 for d in i["shape"]) for i in self.signature["inputs"]]
+
+    @property
+    def traced_shape(self) -> tuple[int, ...]:
+        return self.traced_shapes[0]
+
+    def input_specs(self) -> list["TensorSpec"]:
+        """Name, dtype and dims (None where dynamic) of every graph input."""
+        from .backends.base import TensorSpec
+
+        return [TensorSpec(str(i["name"]), np.dtype(str(i["dtype"])),
+                           tuple(d if isinstance(d, int) else None for d in i["shape"])) for i in self.signature["inputs"]]
+
+    def input_dynamic_axes(self) -> list[set[int]]:
+        return [{k for k, d in enumerate(i["shape"]) if not isinstance(d, int)} for i in self.signature["inputs"]]
 
     @property
     def classes(self) -> list[str] | None:
@@ -73,12 +95,29 @@ class ExportedModel:
         return spec.get("arch") == "resnet_mini" and spec.get("weights") == "reference"
 
     def dynamic_axes(self) -> set[int]:
-        return {i for i, d in enumerate(self.signature["inputs"][0]["shape"]) if not isinstance(d, int)}
+        """The first input's dynamic axes."""
+        return self.input_dynamic_axes()[0]
 
     def eager_model(self):
-        """The eval-mode PyTorch model this ONNX was exported from (weights re-loaded strictly)."""
+        """The eval-mode PyTorch model this ONNX was exported from (weights re-loaded strictly).
+
+        A user's model (``cbam-export --model``) is rebuilt by importing the factory recorded at
+        export again: that runs the user's code, as the export did.
+        """
         from .models.spec import ModelSpec, build_model
 
+        user = self.metadata.get("user_model")
+        if user:
+            from .models.user_model import UserModelSpec, build_user_model, state_sha256
+
+            built_user = build_user_model(UserModelSpec(**user))
+            expected = self.metadata.get("state_sha256")
+            if expected and state_sha256(built_user.model) != expected:
+                source = user.get("weights") or f"{user['factory']} (seed {user.get('seed', 0)})"
+                raise UsageError(f"the model rebuilt from {source} does not have the exported weights (state "
+                                 "SHA-256 differs): the checkpoint or the factory changed since the export, or the "
+                                 "factory initialises weights non-deterministically")
+            return built_user.model
         spec = self.metadata.get("model_spec")
         if not spec:
             raise UsageError(f"{self.onnx_path} carries no model spec in its metadata: the eager model cannot be rebuilt")
@@ -92,5 +131,6 @@ class ExportedModel:
         from .backends.base import TensorSpec
         from .backends.torch_eager import TorchRunner
 
-        dims = tuple(None if not isinstance(d, int) else d for d in self.signature["inputs"][0]["shape"])
-        return TorchRunner(self.eager_model(), [TensorSpec(self.input_name, np.dtype(np.float32), dims)], self.output_names)
+        # Eager always takes float32, whatever the graph's I/O precision.
+        specs = [TensorSpec(s.name, np.dtype(np.float32), s.shape) for s in self.input_specs()]
+        return TorchRunner(self.eager_model(), specs, self.output_names)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 VARIANTS = ["original", "dual_bn", "deep_spatial", "parallel"]
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "user_models"
 
 # Under pytest-xdist two workers share the 2 cores: one thread each, or they oversubscribe.
 _THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2

@@ -7,11 +7,9 @@ import json
 import sys
 from typing import Sequence
 
-import numpy as np
-
 from ..artifacts import atomic_write_bytes, atomic_write_text
-from ..bench import plot_png, time_interleaved
-from ..compare.matrix import precision_models
+from ..api import benchmark
+from ..bench import plot_png
 from ..errors import UsageError
 from ..model_dir import ExportedModel
 from ..precision import PRECISIONS
@@ -47,10 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..backends.onnxruntime import OnnxRuntimeRunner, create_session
-
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if not precisions or any(p not in PRECISIONS for p in precisions):
         raise UsageError(f"--precisions {args.precisions!r}: valid: {', '.join(PRECISIONS)}")
@@ -61,47 +55,33 @@ def run(args: argparse.Namespace) -> int:
     if any(b <= 0 for b in batch_sizes) or args.runs <= 0 or args.warmup < 0 or args.threads <= 0:
         raise UsageError("--batch-sizes, --runs and --threads must be positive, --warmup not negative")
     model = ExportedModel.open(args.model)
-    if 0 not in model.dynamic_axes() and batch_sizes != [model.traced_shape[0]]:
-        batch_sizes = [model.traced_shape[0]]
-    calibration = label = None
+    calibration = None
     if "int8" in precisions:
         source = args.calibration or ("reference" if model.is_reference_task else None)
         if source is None:
             raise UsageError("INT8 needs --calibration DIR|FILE.npy|synthetic for this model")
         pre = model.preprocessing
-        calibration, label, _ = load_calibration(source, input_shape=model.traced_shape, mean=pre.get("mean"),
-                                                 std=pre.get("std"), reference_task=model.is_reference_task)
-    models = precision_models(model, precisions, calibration, label or "")
-    torch.set_num_threads(args.threads)
-    runners = {f"onnxruntime {p}": OnnxRuntimeRunner(models[p], provider=args.provider, threads=args.threads,
-                                                     spinning=False) for p in precisions}
-    if args.eager:
-        runners = {"eager fp32": model.eager_runner(), **runners}
-    for r in runners.values():
-        r.__enter__()
-    bare = create_session(models[precisions[0]], provider=args.provider, threads=args.threads, spinning=False) if args.bare else None
-    rows = []
+        calibration, _, _ = load_calibration(source, input_shape=model.traced_shape, mean=pre.get("mean"),
+                                             std=pre.get("std"), reference_task=model.is_reference_task)
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=True)
-    for batch in batch_sizes:
-        x = np.random.default_rng(0).standard_normal((batch, *model.traced_shape[1:])).astype(np.float32)
-        calls = {}
-        for label_, runner in runners.items():
-            dtype = runner.input_specs()[0].dtype
-            feed = {model.input_name: x.astype(dtype)}
-            calls[label_] = (lambda r=runner, f=feed: r.infer(f))
-        if bare is not None:
-            bare_feed = {model.input_name: x}
-            calls[f"bare session.run {precisions[0]}"] = lambda: bare.run(None, bare_feed)
-        with console.status(f"batch {batch}: {len(calls)} configurations interleaved"):
-            timings = time_interleaved(calls, batch=batch, warmup=args.warmup, runs=args.runs, seconds=args.seconds)
-        base = timings.get("eager fp32")
-        for t in timings.values():
-            row = t.to_dict()
-            row["vs_eager"] = (base.p50 / t.p50) if base else None
-            rows.append(row)
+    status = console.status("preparing")
+    status.start()
+    try:
+        timings = benchmark(model, eager=args.eager, precisions=precisions, provider=args.provider,
+                            batch_sizes=batch_sizes, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                            seconds=args.seconds, calibration=calibration, bare=args.bare,
+                            on_batch=lambda b, n: status.update(f"batch {b}: {n} configurations interleaved"))
+    finally:
+        status.stop()
+    rows = []
+    for t in timings:
+        base = next((e for e in timings if e.label == "eager fp32" and e.batch == t.batch), None)
+        row = t.to_dict()
+        row["vs_eager"] = (base.p50 / t.p50) if base else None
+        rows.append(row)
     table = Table(title=f"cbam-bench {model.name} ({args.threads} threads, provider {args.provider})")
     for col in ("configuration", "batch", "runs", "p50 ms", "p90 ms", "p99 ms", "images/s", "speed vs eager"):
         table.add_column(col)
@@ -111,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
                       "-" if r["vs_eager"] is None else f"{r['vs_eager']:.2f}x")
     Console().print(table)
     console.print(HOW_TO_READ)
-    for r in runners.values():
-        r.__exit__(None, None, None)
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps({"model": str(model.onnx_path), "threads": args.threads,
                                                      "rows": rows}, indent=2) + "\n")

@@ -103,7 +103,7 @@ def tensorrt_parity(plan_path: Path, exported: ExportedModel, reference, profile
     """Eager against the engine, at shapes inside the profile (opt, batch 3, max batch at min size)."""
     from ..backends.tensorrt.runner import TensorRTRunner
     from ..compare import compare_runners, tolerance_for
-    from ..export.pipeline import random_feed
+    from ..onnx_export.pipeline import random_feed
 
     precision = str(exported.metadata.get("precision", "fp32"))
     lo, opt, hi = profile.shapes[exported.input_name]

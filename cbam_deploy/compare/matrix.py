@@ -74,11 +74,13 @@ def _runner_for(backend: str, data: bytes, model: ExportedModel, cases, workdir:
     from ..backends.tensorrt.runner import TensorRTRunner
 
     env = detect()
-    shapes = [s for _, s in cases]
-    lo = tuple(min(s[i] for s in shapes) for i in range(4))
-    hi = tuple(max(s[i] for s in shapes) for i in range(4))
-    profile = derive_profile(model.signature["inputs"], min_shapes={model.input_name: lo},
-                             opt_shapes={model.input_name: hi}, max_shapes={model.input_name: hi})
+    lo: dict[str, tuple[int, ...]] = {}
+    hi: dict[str, tuple[int, ...]] = {}
+    for k, name in enumerate(model.input_names):
+        shapes = [case_shapes[k] for _, case_shapes in cases]
+        lo[name] = tuple(min(s[i] for s in shapes) for i in range(len(shapes[0])))
+        hi[name] = tuple(max(s[i] for s in shapes) for i in range(len(shapes[0])))
+    profile = derive_profile(model.signature["inputs"], min_shapes=lo, opt_shapes=hi, max_shapes=hi)
     onnx_path = workdir / f"{backend}.onnx"
     onnx_path.write_bytes(data)
     result = build_plan(onnx_path, profile)
@@ -92,30 +94,60 @@ def _runner_for(backend: str, data: bytes, model: ExportedModel, cases, workdir:
 
 
 def validation_cases(model: ExportedModel, batch_sizes: Sequence[int],
-                     resolutions: Sequence[tuple[int, int]] | None) -> list[tuple[str, tuple[int, ...]]]:
-    traced = model.traced_shape
-    dynamic = model.dynamic_axes()
-    batches = list(batch_sizes) if 0 in dynamic else [traced[0]]
+                     resolutions: Sequence[tuple[int, int]] | None) -> list[tuple[str, list[tuple[int, ...]]]]:
+    """(label, one shape per input) for every batch size x resolution the graph accepts.
+
+    Batch sizes apply to inputs with a dynamic batch axis; resolutions to image inputs (rank 4)
+    with dynamic H and W. Without ``resolutions``: the traced one, plus 1.25x when H, W are dynamic.
+    """
+    traced, dynamic = model.traced_shapes, model.input_dynamic_axes()
+    batch_dynamic = any(0 in d for d in dynamic)
+    hw_dynamic = [len(s) == 4 and {2, 3} <= d for s, d in zip(traced, dynamic)]
+    batches = list(batch_sizes) if batch_dynamic else [traced[0][0]]
+
+    def scaled(shape: tuple[int, ...], hw: tuple[int, int] | None) -> tuple[int, ...]:
+        return shape if hw is None else (*shape[:2], *hw)
+
     if resolutions is None:
-        resolutions = [tuple(traced[2:])]
-        if {2, 3} <= dynamic:
-            resolutions.append(tuple(max(8, int(round(d * 1.25 / 8)) * 8) for d in traced[2:]))
-    return [(f"batch {n} @ {h}x{w}", (n, traced[1], h, w)) for h, w in resolutions for n in batches]
+        sizes: list[dict[int, tuple[int, int] | None]] = [{}]
+        if any(hw_dynamic):
+            sizes.append({i: tuple(max(8, int(round(d * 1.25 / 8)) * 8) for d in traced[i][2:])
+                          for i, dyn in enumerate(hw_dynamic) if dyn})
+    else:
+        if not any(hw_dynamic):
+            sizes = [{}]
+        else:
+            sizes = [{i: tuple(r) for i, dyn in enumerate(hw_dynamic) if dyn} for r in resolutions]
+    cases = []
+    for size in sizes:
+        for n in batches:
+            shapes = [tuple(scaled((n if 0 in d else s[0], *s[1:]), size.get(i)))
+                      for i, (s, d) in enumerate(zip(traced, dynamic))]
+            first = shapes[0]
+            label = f"batch {n} @ {first[2]}x{first[3]}" if len(first) == 4 else f"batch {n}"
+            cases.append((label, shapes))
+    return cases
 
 
 def validate(model: ExportedModel, *, precisions: Sequence[str] = ("fp32", "fp16", "int8"),
              backends: Sequence[str] = BACKENDS, batch_sizes: Sequence[int] = (1, 4),
              resolutions: Sequence[tuple[int, int]] | None = None, calibration: np.ndarray | None = None,
              calibration_label: str = "", accuracy_count: int = 1000,
-             on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
-    """Run the matrix; cells are returned (and passed to ``on_cell``) as they finish."""
-    from ..export.pipeline import random_feed, sample_feed
+             on_cell: Callable[[Cell], None] | None = None, eager=None) -> list[Cell]:
+    """Run the matrix; cells are returned (and passed to ``on_cell``) as they finish.
+
+    ``eager`` (a runner) replaces the eager model rebuilt from the export's metadata, e.g. a
+    TorchRunner over the user's own module in memory.
+    """
+    from ..onnx_export.pipeline import random_feed, sample_feed
     from ..reference.evaluate import evaluate_heldout, heldout_batch
 
     cases = validation_cases(model, batch_sizes, resolutions)
-    eager = model.eager_runner()
+    eager = eager or model.eager_runner()
     eager.__enter__()
     real = heldout_batch(64)[0] if model.is_reference_task else calibration
+    if len(model.input_names) > 1:
+        real = None  # sample_feed draws one image input; several inputs get seeded random data
     models = precision_models(model, precisions, calibration, calibration_label)
     cells = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,8 +178,8 @@ def _fill(cell: Cell, runner, eager, model: ExportedModel, cases, precision: str
     from ..backends.base import cast_feed
 
     tolerance = tolerance_for(precision)
-    classifier = bool(model.classes) or model.metadata.get("num_classes") is not None
-    cell.parity = compare_runners(eager, runner, [(label, [shape]) for label, shape in cases], backend=cell.backend,
+    classifier = bool(model.metadata.get("classifier") or model.classes) or model.metadata.get("num_classes") is not None
+    cell.parity = compare_runners(eager, runner, cases, backend=cell.backend,
                                   precision=precision, tolerance=tolerance, classifier=classifier, make_feed=make_feed)
     cell.failures = cell.parity.failures()
     if evaluate is not None:

@@ -53,6 +53,8 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
             report.kept_fp32.setdefault(node.name, f"{node.op_type} is FP16-sensitive")
     for name in keep_fp32_nodes or []:
         report.kept_fp32[name] = "requested"
+    if keep_io_types:
+        _split_consumed_outputs(model)
     casts_before = sum(n.op_type == "Cast" for n in model.graph.node)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -65,3 +67,18 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     kinds = {n.name: n.op_type for n in model.graph.node}
     report.kept_fp32_ops = dict(collections.Counter(kinds[n] for n in report.kept_fp32 if n in kinds).most_common())
     return converted, report
+
+
+def _split_consumed_outputs(model: onnx.ModelProto) -> None:
+    """A graph output that other nodes also read (e.g. an embedding fed to the head) gets its own
+    Identity. Why: with keep_io_types the converter casts the output to FP32 under its original name,
+    and the FP16 nodes reading that name then get FP32 (an ORT type error at load)."""
+    consumed = {i for n in model.graph.node for i in n.input}
+    for output in model.graph.output:
+        if output.name not in consumed:
+            continue
+        internal = output.name + "_fp16_internal"
+        for node in model.graph.node:
+            node.output[:] = [internal if o == output.name else o for o in node.output]
+            node.input[:] = [internal if i == output.name else i for i in node.input]
+        model.graph.node.append(onnx.helper.make_node("Identity", [internal], [output.name], name=f"{output.name}_out"))

@@ -60,6 +60,10 @@ def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibratio
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise UsageError(f"INT8 calibration takes one image input; this model has {len(inputs)} "
+                         f"({', '.join(inputs)}): export it as fp32 or fp16")
     if calibration.ndim != 4 or calibration.dtype != np.float32 or len(calibration) == 0:
         raise UsageError(f"calibration data must be a non-empty N x C x H x W float32 batch, got "
                          f"{calibration.dtype} {list(calibration.shape)}")

@@ -23,6 +23,7 @@ from ..backends.torch_eager import TorchRunner
 from ..compare import ParityReport, compare_runners, tolerance_for
 from ..errors import CheckFailedError, UsageError
 from ..fold import FoldReport, fold_batchnorms
+from ..optimize import globalize_pooling
 from ..progress import SilentReporter, StageReporter
 from . import graph
 from .metadata import package_versions, set_metadata
@@ -183,14 +184,30 @@ def export_model(
     input_names = list(input_names or (["input"] if len(example_inputs) == 1 else [f"input_{i}" for i in range(len(example_inputs))]))
     if len(input_names) != len(example_inputs):
         raise UsageError(f"{len(input_names)} input names for {len(example_inputs)} example inputs")
-    with torch.no_grad():
-        eager_out = model(*example_inputs)
+    try:
+        with torch.no_grad():
+            eager_out = model(*example_inputs)
+    except Exception as exc:  # the user's forward rejected the inputs: say where, in one line
+        from ..models.user_model import describe_exception
+
+        shapes = ", ".join("x".join(map(str, x.shape)) for x in example_inputs)
+        raise UsageError(f"the model's forward failed on example input(s) of shape {shapes} "
+                         f"{describe_exception(exc)}") from exc
     eager_outs = eager_out if isinstance(eager_out, (tuple, list)) else (eager_out,)
     output_names = list(output_names or (["logits"] if classifier and len(eager_outs) == 1 else
                                          ["output"] if len(eager_outs) == 1 else [f"output_{i}" for i in range(len(eager_outs))]))
     if len(output_names) != len(eager_outs):
         raise UsageError(f"{len(output_names)} output names for a model with {len(eager_outs)} outputs")
-    axes = [dynamic_axes_for(dynamic, x.dim()) for x in example_inputs]
+    if not all(isinstance(o, torch.Tensor) for o in eager_outs):
+        kinds = ", ".join(sorted({type(o).__name__ for o in eager_outs}))
+        raise UsageError(f"the model returns {kinds}; ONNX export needs a tensor or a tuple/list of tensors "
+                         "(wrap the model to return its outputs as a tuple)")
+    if dynamic in ("hw", "all") and not any(x.dim() >= 4 for x in example_inputs):
+        raise UsageError(f"--dynamic {dynamic} needs an N x C x H x W input; the inputs have ranks "
+                         f"{', '.join(str(x.dim()) for x in example_inputs)}")
+    # H and W are dynamic only for image inputs; other inputs (e.g. a feature vector) keep the batch axis.
+    low_rank_mode = {"all": "batch", "hw": "none"}.get(dynamic, dynamic)
+    axes = [dynamic_axes_for(dynamic if x.dim() >= 4 else low_rank_mode, x.dim()) for x in example_inputs]
     # torch.export specialises a size-1 dimension to a constant: trace a dynamic batch at 2.
     trace_inputs = tuple(x.expand(2, *x.shape[1:]).contiguous() if 0 in a and x.shape[0] == 1 else x
                          for x, a in zip(example_inputs, axes))
@@ -204,11 +221,23 @@ def export_model(
             fold_error = max(_scaled_error(f, e) for f, e in zip(folded_outs, eager_outs))
         for bn, why in fold_report.unfolded.items():
             reporter.note(f"BatchNorm {bn} not folded: {why}")
+        if any(axis != 0 for a in axes for axis in a):
+            # H/W are dynamic: pooling with a kernel taken from x.size() would pin them.
+            folded, pooling_rewrites = globalize_pooling(folded)
+            if pooling_rewrites:
+                reporter.note(f"{len(pooling_rewrites)} whole-map pooling calls with a size-derived kernel made "
+                              "adaptive, so height and width stay dynamic")
 
         with reporter.stage("export", f"torch.onnx.export, opset {opset}, dynamic {dynamic}"):
             proto = export_to_onnx(folded, trace_inputs, input_names=input_names, output_names=output_names,
                                    dynamic_axes=axes, opset=opset)
             ops_before = graph.op_counts(proto)
+            fixed = graph.specialized_axes(proto, dict(zip(input_names, axes)))
+            if fixed:
+                raise CheckFailedError(
+                    f"--dynamic {dynamic} asked for dynamic axes the exporter made fixed ({', '.join(fixed)}): the "
+                    "model's code ties them to the traced size (e.g. a pooling kernel taken from x.size()); "
+                    "use adaptive/global pooling there, or a --dynamic mode without those axes")
         if simplify:
             with reporter.stage("simplify", "onnxsim"):
                 proto = graph.simplify(proto)
@@ -230,7 +259,7 @@ def export_model(
             "input_names": input_names, "output_names": output_names,
             "input_shapes": [list(x.shape) for x in example_inputs],
             "dynamic_axes": {n: {str(k): v for k, v in a.items()} for n, a in zip(input_names, axes)},
-            "opset": opset, "precision": precision, "versions": package_versions(),
+            "opset": opset, "precision": precision, "classifier": classifier, "versions": package_versions(),
         }
         precision_report: dict[str, Any] = {}
         if precision == "fp16":

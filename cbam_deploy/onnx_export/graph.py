@@ -58,3 +58,18 @@ def io_signature(model: onnx.ModelProto) -> dict[str, list[dict[str, object]]]:
     initializers = {i.name for i in model.graph.initializer}
     return {"inputs": describe(i for i in model.graph.input if i.name not in initializers),
             "outputs": describe(model.graph.output)}
+
+
+def specialized_axes(model: onnx.ModelProto, requested: dict[str, dict[int, str]]) -> list[str]:
+    """Requested dynamic axes that the exported graph made fixed, as 'input[axis]=size' strings.
+
+    torch.export specialises an axis the model's code makes static (e.g. a pooling kernel computed
+    from the input size) instead of failing; the ONNX then rejects every other size.
+    """
+    found = []
+    for value in io_signature(model)["inputs"]:
+        for axis in requested.get(str(value["name"]), {}):
+            dim = value["shape"][axis]
+            if isinstance(dim, int):
+                found.append(f"{value['name']}[{axis}]={dim}")
+    return found

@@ -16,7 +16,7 @@ import torch
 from cbam_deploy import create_model, export_model
 from cbam_deploy.cli.export import main as export_main
 from cbam_deploy.errors import CheckFailedError, UsageError
-from cbam_deploy.export import read_metadata
+from cbam_deploy.onnx_export import read_metadata
 from tests.conftest import VARIANTS, randomize_batchnorm
 from tests.seed_modules import build_seed_cbam
 
@@ -138,7 +138,7 @@ def test_existing_model_needs_force_and_force_replaces_it(tmp_path):
 
 
 def test_interrupt_mid_export_leaves_nothing(tmp_path, monkeypatch):
-    import cbam_deploy.export.pipeline as pipeline
+    import cbam_deploy.onnx_export.pipeline as pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
