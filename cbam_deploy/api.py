@@ -57,12 +57,14 @@ def export(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tenso
            calibration: np.ndarray | str | None = None, calibration_label: str = "", keep_io_types: bool = True, opset: int = DEFAULT_OPSET,
            simplify: bool = True, force: bool = False, classifier: bool = False,
            max_scaled_error: float | None = None, metadata: Mapping[str, Any] | None = None,
-           progress: bool = False, reporter: StageReporter | None = None) -> ExportReport:
+           optimize: bool | Sequence[str] = True, progress: bool = False,
+           reporter: StageReporter | None = None) -> ExportReport:
     """Fold, export, simplify, check and prove parity for any eval-mode model; write ``out/name/``.
 
     ``example_inputs``: tensors (or shapes) in the order ``forward`` takes them. ``calibration``
     (INT8): a preprocessed N x C x H x W float32 array, or a source string as ``--calibration``
     takes it (image folder, .npy, 'synthetic'). ``classifier`` adds top-1 agreement to parity.
+    ``optimize``: CBAM-aware graph rewrites (True: the default set; False; or rewrite names).
     ``progress`` prints each stage as it runs. Returns the report (``report.passed``,
     ``report.onnx_path``, ``report.parity``, ...).
     """
@@ -82,7 +84,7 @@ def export(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tenso
                         output_names=output_names, dynamic=dynamic, opset=opset, simplify=simplify, force=force,
                         classifier=classifier, metadata=meta, reporter=reporter or (RichReporter() if progress else SilentReporter()),
                         precision=precision, keep_io_types=keep_io_types, calibration=calibration,
-                        calibration_label=calibration_label, max_scaled_error=max_scaled_error,
+                        calibration_label=calibration_label, max_scaled_error=max_scaled_error, optimize=optimize,
                         parity_data=calibration if precision != "fp32" and len(inputs) == 1 else None)
 
 

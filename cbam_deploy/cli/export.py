@@ -13,6 +13,7 @@ from ..backends.torch_eager import TorchRunner
 from ..errors import UsageError
 from ..onnx_export import DEFAULT_OPSET, DYNAMIC_MODES, MIN_OPSET, ExportReport, export_model
 from ..models import host_defaults
+from ..optimize import DEFAULT_REWRITES, REWRITES
 from ..precision import PRECISIONS
 from ..precision.calibration import load_calibration
 from ..models.registry import HOSTS, VARIANTS
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic axes: batch (default), hw (height and width), all, none")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, minimum 18)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
+    p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True,
+                   help="CBAM-aware graph rewrites after simplification, proven by the parity check (default on; "
+                        "--no-optimize exports the graph as simplified)")
+    p.add_argument("--rewrites", default=None, metavar="A,B",
+                   help=f"which rewrites --optimize applies (default {','.join(DEFAULT_REWRITES)}; all: "
+                        f"{','.join(REWRITES)})")
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
     p.add_argument("--name", default=None, help="model name in the repository (default VARIANT_ARCH)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model of the same name")
@@ -200,7 +207,7 @@ def _export_user_model(args: argparse.Namespace, reporter: RichReporter) -> Expo
                   calibration=calibration, keep_io_types=args.keep_io_types, opset=args.opset,
                   simplify=args.simplify, force=args.force, classifier=args.classifier,
                   max_scaled_error=args.max_scaled_error, metadata=metadata, reporter=reporter,
-                  calibration_label=calibration_label)
+                  calibration_label=calibration_label, optimize=args.optimize_choice)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,6 +218,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-scaled-error must be positive, got {args.max_scaled_error}")
     if args.opset < MIN_OPSET:
         raise UsageError(f"--opset {args.opset} is not supported by the current exporter; use {MIN_OPSET} or newer")
+    if args.rewrites is not None:
+        args.rewrites = [r.strip() for r in args.rewrites.split(",") if r.strip()]
+        unknown = [r for r in args.rewrites if r not in REWRITES]
+        if unknown or not args.optimize:
+            raise UsageError(f"--rewrites: unknown {', '.join(unknown)}; valid: {', '.join(REWRITES)}" if unknown
+                             else "--rewrites goes with --optimize, not --no-optimize")
+    optimize = (args.rewrites or True) if args.optimize else False
+    args.optimize_choice = optimize
     reporter = RichReporter()
     if args.model:
         report = _export_user_model(args, reporter)
@@ -275,6 +290,7 @@ def _export_builtin(args: argparse.Namespace, reporter: RichReporter) -> ExportR
         classifier=defaults.is_classifier, metadata=metadata, reporter=reporter, after_parity=hook,
         precision=args.precision, keep_io_types=args.keep_io_types, calibration=calibration,
         calibration_label=calibration_label, parity_data=parity_data, max_scaled_error=args.max_scaled_error,
+        optimize=args.optimize_choice,
     )
 
 
@@ -297,8 +313,11 @@ def print_summary(report: ExportReport) -> None:
     console.print(table)
     before = sum(report.ops_before_simplify.values())
     after = sum(report.ops_after_simplify.values())
-    console.print(f"nodes: {before} exported -> {after} after simplify; "
-                  + ", ".join(f"{k} {v}" for k, v in report.ops_after_simplify.items()))
+    optimized = sum(report.ops_after_optimize.values())
+    console.print(f"nodes: {before} exported -> {after} after simplify -> {optimized} after CBAM rewrites; "
+                  + ", ".join(f"{k} {v}" for k, v in report.ops_after_optimize.items()))
+    if report.optimize.applied:
+        console.print("rewrites: " + ", ".join(f"{k} x{v}" for k, v in report.optimize.applied.items()))
     console.print(f"BatchNorms folded: {len(report.fold.folded)}; BatchNormalization nodes in graph: "
                   f"{report.ops_after_simplify.get('BatchNormalization', 0)}")
     details = report.metadata.get("precision_details")

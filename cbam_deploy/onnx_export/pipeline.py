@@ -23,7 +23,7 @@ from ..backends.torch_eager import TorchRunner
 from ..compare import ParityReport, compare_runners, tolerance_for
 from ..errors import CheckFailedError, UsageError
 from ..fold import FoldReport, fold_batchnorms
-from ..optimize import globalize_pooling
+from ..optimize import DEFAULT_REWRITES, OptimizeReport, globalize_pooling, optimize_graph
 from ..progress import SilentReporter, StageReporter
 from . import graph
 from .metadata import package_versions, set_metadata
@@ -54,6 +54,8 @@ class ExportReport:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    ops_after_optimize: dict[str, int] = field(default_factory=dict)
+    optimize: OptimizeReport = field(default_factory=OptimizeReport)
 
     @property
     def passed(self) -> bool:
@@ -63,7 +65,9 @@ class ExportReport:
         return {
             "name": self.name, "onnx": str(self.onnx_path), "size_bytes": self.size_bytes, "sha256": self.sha256,
             "passed": self.passed, "metadata": self.metadata,
-            "ops": {"before_simplify": self.ops_before_simplify, "after_simplify": self.ops_after_simplify},
+            "ops": {"before_simplify": self.ops_before_simplify, "after_simplify": self.ops_after_simplify,
+                    "after_optimize": self.ops_after_optimize},
+            "optimize": self.optimize.to_dict(),
             "fold": {**self.fold.to_dict(), "scaled_error_vs_unfolded": self.fold_scaled_error},
             "parity": self.parity.to_dict(), "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes, **self.extra,
@@ -160,6 +164,7 @@ def export_model(
     calibration_label: str = "",
     parity_data: np.ndarray | None = None,
     max_scaled_error: float | None = None,
+    optimize: bool | Sequence[str] = True,
     after_parity: Callable[[bytes, TorchRunner], dict[str, Any]] | None = None,
 ) -> ExportReport:
     """Export an eval-mode model to ``out/name/1/model.onnx`` with ``out/name/export.json``.
@@ -169,7 +174,8 @@ def export_model(
     parity should have it. Raises ``CheckFailedError`` (nothing written) when a check fails:
     exporter error, BatchNorm left in the graph, onnx.checker, onnxsim's check, or parity against
     eager beyond the precision's tolerance. ``after_parity`` may add task-level results (e.g.
-    accuracy) to the report before it is written.
+    accuracy) to the report before it is written. ``optimize``: the CBAM-aware graph rewrites
+    (True = the default set, False = none, or a list of rewrite names; see ``optimize/``).
     """
     from ..precision import PRECISIONS
 
@@ -254,8 +260,18 @@ def export_model(
                     raise CheckFailedError(message)
                 reporter.note(message + " (simplification is off)")
 
+        rewrites = list(DEFAULT_REWRITES) if optimize is True else list(optimize or [])
+        optimize_report = OptimizeReport()
+        if rewrites:
+            with reporter.stage("optimize", f"CBAM-aware rewrites: {', '.join(rewrites)}"):
+                proto, optimize_report = optimize_graph(proto, rewrites)
+                proto = graph.check(proto)
+            reporter.note("graph rewrites: " + ", ".join(f"{k} x{v}" for k, v in optimize_report.applied.items()))
+        ops_optimized = graph.op_counts(proto)
+
         meta = {
             **(metadata or {}),
+            "graph_rewrites": optimize_report.applied,
             "input_names": input_names, "output_names": output_names,
             "input_shapes": [list(x.shape) for x in example_inputs],
             "dynamic_axes": {n: {str(k): v for k, v in a.items()} for n, a in zip(input_names, axes)},
@@ -302,7 +318,7 @@ def export_model(
             size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), ops_before_simplify=ops_before,
             ops_after_simplify=ops_after, fold=fold_report, fold_scaled_error=fold_error, parity=parity,
             metadata=meta, timings=dict(getattr(reporter, "timings", {})), notes=list(getattr(reporter, "notes", [])),
-            extra=extra,
+            extra=extra, ops_after_optimize=ops_optimized, optimize=optimize_report,
         )
         (staging / VERSION_DIR).mkdir()
         (staging / onnx_rel).write_bytes(data)

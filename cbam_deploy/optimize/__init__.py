@@ -1,6 +1,7 @@
 """Graph optimization for CBAM: a torch-level rewrite before export (whole-map pooling made
-global) and ONNX-level rewrites after it (see ``onnx_rewrites``)."""
+global, ``global_pooling.py``) and ONNX-level rewrites after it (``onnx_rewrites.py``)."""
 
 from .global_pooling import globalize_pooling
+from .onnx_rewrites import DEFAULT_REWRITES, REWRITES, OptimizeReport, optimize_graph
 
-__all__ = ["globalize_pooling"]
+__all__ = ["DEFAULT_REWRITES", "OptimizeReport", "REWRITES", "globalize_pooling", "optimize_graph"]

@@ -76,10 +76,17 @@ class OnnxRuntimeRunner(Runner):
     """Runs an ONNX model in ONNX Runtime. ``InferenceSession.run`` is thread-safe, so no lock."""
 
     def __init__(self, model: str | Path | bytes, *, provider: str = "cpu", threads: int | None = None,
-                 spinning: bool = True, optimization_level: str = "all", allow_nonfinite: bool = False) -> None:
+                 spinning: bool = True, optimization_level: str = "all", allow_nonfinite: bool = False,
+                 optimized_cache: str | Path | None = None) -> None:
+        """``optimized_cache``: a file for ONNX Runtime's optimized graph. The first session saves it;
+        later ones load it with graph optimization off, which makes session creation faster. The
+        cache records the source model's SHA-256, ONNX Runtime's version and the provider, and is
+        rebuilt when any differ (the optimized graph is specific to all three)."""
         super().__init__(allow_nonfinite=allow_nonfinite)
         self.model = model
         self.provider = provider
+        self.optimized_cache = Path(optimized_cache) if optimized_cache else None
+        self.cache_hit: bool | None = None
         self.name = f"onnxruntime[{provider}]"
         self._session_args = dict(provider=provider, threads=threads, spinning=spinning,
                                   optimization_level=optimization_level)
@@ -87,8 +94,38 @@ class OnnxRuntimeRunner(Runner):
         self._inputs: list[TensorSpec] = []
         self._outputs: list[str] = []
 
+    def _cache_key(self) -> dict[str, str]:
+        import hashlib
+
+        data = self.model if isinstance(self.model, bytes) else Path(self.model).read_bytes()
+        return {"source_sha256": hashlib.sha256(data).hexdigest(), "onnxruntime": _import_ort().__version__,
+                "provider": self.provider, "optimization_level": str(self._session_args["optimization_level"])}
+
+    def _create_cached(self):
+        import json
+
+        from ...artifacts import atomic_write_text
+
+        assert self.optimized_cache is not None
+        stamp = self.optimized_cache.with_name(self.optimized_cache.name + ".json")
+        key = self._cache_key()
+        try:
+            hit = self.optimized_cache.is_file() and json.loads(stamp.read_text()) == key
+        except (OSError, ValueError):
+            hit = False
+        self.cache_hit = hit
+        if hit:
+            return create_session(self.optimized_cache, **{**self._session_args, "optimization_level": "disable"})
+        # ORT writes the optimized model itself; write it beside the target and rename when complete.
+        self.optimized_cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.optimized_cache.with_name(f".{self.optimized_cache.name}.partial")
+        session = create_session(self.model, **self._session_args, optimized_model_path=partial)
+        partial.replace(self.optimized_cache)
+        atomic_write_text(stamp, json.dumps(key) + "\n")
+        return session
+
     def activate_impl(self) -> None:
-        self.session = create_session(self.model, **self._session_args)
+        self.session = self._create_cached() if self.optimized_cache else create_session(self.model, **self._session_args)
         self._inputs = [TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(
             d if isinstance(d, int) else (d or None) for d in i.shape)) for i in self.session.get_inputs()]
         self._outputs = [o.name for o in self.session.get_outputs()]
