@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             workspace_bytes=args.workspace * 2**20 if args.workspace else None,
             extra={"source_onnx": str(onnx_path), "metadata": meta})
         write_sidecar(plan_path, sidecar)
+        from ..serving.triton_config import build_config, write_config
+
+        max_batch = min(hi[0] for _, _, hi in profile.shapes.values())  # Triton may batch up to every input's max
+        write_config(staging, build_config(name, exported.signature, kind="plan", max_batch_size=max_batch,
+                                           metadata=meta))
         with reporter.stage("parity", "eager vs TensorRT"):
             parity = tensorrt_parity(plan_path, exported, reference, profile)
         if not parity.passed:

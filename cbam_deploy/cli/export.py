@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -123,10 +123,24 @@ def _reference_results(classes: Sequence[str]):
         from ..backends.base import cast_feed
 
         with OnnxRuntimeRunner(onnx_bytes) as ort_runner, reference:
-            def predict(x: np.ndarray) -> np.ndarray:
-                return ort_runner.infer(cast_feed(ort_runner, {"input": x}))["logits"].astype(np.float32)
+            fixed_batch = ort_runner.input_specs()[0].shape[0]
+            step = fixed_batch if isinstance(fixed_batch, int) else None  # --dynamic none/hw: one fixed batch size
 
-            accuracy = evaluate_heldout(predict, reference=lambda x: reference.infer({"input": x})["logits"])
+            def chunked(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+                if step is None:
+                    return run
+
+                def call(x: np.ndarray) -> np.ndarray:  # chunks padded to the fixed batch, then trimmed
+                    out = []
+                    for i in range(0, len(x), step):
+                        chunk = x[i:i + step]
+                        padded = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]), x.dtype)])
+                        out.append(run(padded)[:len(chunk)])
+                    return np.concatenate(out)
+                return call
+
+            predict = chunked(lambda x: ort_runner.infer(cast_feed(ort_runner, {"input": x}))["logits"].astype(np.float32))
+            accuracy = evaluate_heldout(predict, reference=chunked(lambda x: reference.infer({"input": x})["logits"]))
             x, labels = heldout_batch(4)
             logits = predict(x[3:4])[0]
         probs = np.exp(logits - logits.max())

@@ -165,6 +165,7 @@ def export_model(
     parity_data: np.ndarray | None = None,
     max_scaled_error: float | None = None,
     optimize: bool | Sequence[str] = True,
+    triton_max_batch: int = 8,
     after_parity: Callable[[bytes, TorchRunner], dict[str, Any]] | None = None,
 ) -> ExportReport:
     """Export an eval-mode model to ``out/name/1/model.onnx`` with ``out/name/export.json``.
@@ -176,6 +177,8 @@ def export_model(
     eager beyond the precision's tolerance. ``after_parity`` may add task-level results (e.g.
     accuracy) to the report before it is written. ``optimize``: the CBAM-aware graph rewrites
     (True = the default set, False = none, or a list of rewrite names; see ``optimize/``).
+    ``out/name/config.pbtxt`` makes the folder a Triton model (max batch ``triton_max_batch`` when
+    the batch axis is dynamic).
     """
     from ..precision import PRECISIONS
 
@@ -322,6 +325,11 @@ def export_model(
         )
         (staging / VERSION_DIR).mkdir()
         (staging / onnx_rel).write_bytes(data)
+        from ..serving.triton_config import build_config, write_config
+
+        write_config(staging, build_config(name, graph.io_signature(proto), kind="onnx",
+                                           max_batch_size=triton_max_batch, metadata=meta))
+        report.extra["triton_config"] = str(target / "config.pbtxt")
         report.timings["total"] = sum(v for k, v in report.timings.items() if k != "total")
         atomic_write_text(staging / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     return report

@@ -1,0 +1,75 @@
+"""``cbam-serve``: serve an exported model through a real Triton Inference Server (PyTriton)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..serving.server import BACKENDS, ServeOptions, serve
+from ..serving.triton_config import DEFAULT_MAX_BATCH
+from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="cbam-serve",
+        description="Serve an exported model (models/NAME) with Triton Inference Server: PyTriton starts the "
+                    "tritonserver it carries, and requests reach a cbam-deploy runner (ONNX Runtime CPU by default; "
+                    "CUDA, TensorRT-EP or a TensorRT plan where present) in batches the dynamic batcher assembles. "
+                    "Clients use tritonclient (HTTP or gRPC) with the model's input and output names. Ctrl-C or "
+                    "SIGTERM stops the server and its child processes.",
+        epilog="Example: cbam-serve models/original_resnet_mini --http-port 8000 --grpc-port 8001; then "
+               "python benchmarks/serve_load.py --url localhost:8000 --model original_resnet_mini")
+    p.add_argument("model", help="an exported model folder (models/NAME) or .onnx file")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime-cpu", help="runner behind Triton (default onnxruntime-cpu)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH,
+                   help=f"largest batch Triton assembles (default {DEFAULT_MAX_BATCH}; needs a dynamic batch axis)")
+    p.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=True,
+                   help="let Triton combine concurrent requests into one batch (default on)")
+    p.add_argument("--max-queue-delay-us", type=int, default=500,
+                   help="how long a request may wait for others to batch with (default 500 microseconds)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--instances", type=int, default=1, help="model instances (parallel executions, default 1)")
+    p.add_argument("--log-verbose", type=int, default=0, help="Triton's log verbosity (default 0)")
+    add_debug_flag(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+
+    for port in (args.http_port, args.grpc_port, args.metrics_port):
+        if not 0 < port < 65536:
+            raise UsageError(f"port {port} is out of range 1-65535")
+    if len({args.http_port, args.grpc_port, args.metrics_port}) != 3:
+        raise UsageError("--http-port, --grpc-port and --metrics-port must differ")
+    if args.max_batch_size < 0 or args.instances < 1 or args.max_queue_delay_us < 0:
+        raise UsageError("--max-batch-size and --max-queue-delay-us must not be negative, --instances at least 1")
+    options = ServeOptions(backend=args.backend, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
+                           metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
+                           dynamic_batching=args.dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
+                           threads=args.threads, instances=args.instances, log_verbose=args.log_verbose)
+
+    def ready(name: str) -> None:
+        batching = (f"dynamic batching up to {args.max_batch_size}, queue delay {args.max_queue_delay_us} us"
+                    if args.dynamic_batching else "dynamic batching off")
+        print(f"cbam-serve: serving {name!r} ({args.backend}; {batching}) on http://{args.host}:{args.http_port} "
+              f"and grpc {args.host}:{args.grpc_port}; metrics on :{args.metrics_port}. Ctrl-C to stop.",
+              file=sys.stderr, flush=True)
+
+    serve(args.model, options, on_ready=ready)
+    print("cbam-serve: stopped", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("cbam-serve", run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
