@@ -70,3 +70,29 @@ def test_concurrent_calls_give_the_sequential_answers(model_path):
             parallel = list(pool.map(lambda x: runner.infer({"input": x})["output"], feeds))
     for a, b in zip(sequential, parallel):
         np.testing.assert_array_equal(a, b)
+
+
+def test_optimized_cache_is_written_then_used_and_rebuilt_when_the_model_changes(model_path, tmp_path):
+    cache = tmp_path / "cache" / "model.ort.onnx"
+    x = np.random.default_rng(0).standard_normal((2, 32, 8, 8)).astype(np.float32)
+    with OnnxRuntimeRunner(model_path) as plain:
+        want = plain.infer({"input": x})["output"]
+    with OnnxRuntimeRunner(model_path, optimized_cache=cache) as first:
+        assert first.cache_hit is False and cache.is_file()
+        np.testing.assert_allclose(first.infer({"input": x})["output"], want, rtol=0, atol=1e-6)
+    with OnnxRuntimeRunner(model_path, optimized_cache=cache) as second:
+        assert second.cache_hit is True
+        np.testing.assert_allclose(second.infer({"input": x})["output"], want, rtol=0, atol=1e-6)
+    # Another model under the same cache path: the stamp's SHA-256 differs, so the cache is rebuilt.
+    other = tmp_path / "other.onnx"
+    other.write_bytes(model_path.read_bytes())  # same bytes, other path: still a hit
+    with OnnxRuntimeRunner(other, optimized_cache=cache) as same:
+        assert same.cache_hit is True
+    import onnx
+
+    changed = onnx.load(str(model_path))
+    changed.doc_string = "changed"
+    onnx.save(changed, str(other))
+    with OnnxRuntimeRunner(other, optimized_cache=cache) as rebuilt:
+        assert rebuilt.cache_hit is False
+    assert not list(cache.parent.glob(".*partial"))
