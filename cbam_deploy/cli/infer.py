@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.attention_map and Path(args.attention_map).exists() and not args.force:
         raise UsageError(f"{args.attention_map!r} already exists; pass --force to overwrite it")
     model = ExportedModel.open(args.model)
+    if len(model.input_names) != 1:
+        raise UsageError(f"model {model.name!r} takes {len(model.input_names)} inputs ({', '.join(model.input_names)}); "
+                         "cbam-infer feeds one image input: use the Python API (cbam_deploy.api) or tritonclient")
     batch, raw = load_inputs(model, args.inputs)
     if args.backend == "eager":
         runner = model.eager_runner()

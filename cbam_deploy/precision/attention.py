@@ -1,8 +1,9 @@
 """Find CBAM-style attention in an ONNX graph, by pattern rather than by our module classes.
 
-A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``). Its
-attention region is every node on a path from the gated tensor ``x`` to the gate: ancestors of
-the Sigmoid that are not ancestors of ``x``. That covers the pooling, the channel MLP, the
+A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``), directly
+or through a few Adds that combine gates (``x * ((1 + Mc) + Ms)``, as the ``parallel_gate_sum``
+rewrite writes ``parallel``). Its attention region is every node on a path from the gated tensor
+``x`` to the gate: ancestors of the multiplier that are not ancestors of ``x``. That covers the pooling, the channel MLP, the
 channel-wise mean/max, the spatial convs and the Sigmoid itself, for any CBAM implementation.
 """
 
@@ -11,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import onnx
+
+
+_MAX_GATE_ADDS = 3
 
 
 @dataclass
@@ -50,11 +54,19 @@ def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
         if node.op_type != "Sigmoid":
             continue
         gate_out = node.output[0]
-        muls = [c for c in consumers.get(gate_out, []) if c.op_type == "Mul"]
-        gated = [i for m in muls for i in m.input if i != gate_out]
+        # Follow single-consumer Adds (gate combinations) to the Mul that applies the gate.
+        multiplier = gate_out
+        for _ in range(_MAX_GATE_ADDS):
+            users = consumers.get(multiplier, [])
+            if len(users) == 1 and users[0].op_type == "Add":
+                multiplier = users[0].output[0]
+            else:
+                break
+        muls = [c for c in consumers.get(multiplier, []) if c.op_type == "Mul"]
+        gated = [i for m in muls for i in m.input if i != multiplier]
         if not gated:
             continue
-        region = _ancestors(gate_out, producer) - set().union(*(_ancestors(x, producer) for x in gated))
+        region = _ancestors(multiplier, producer) - set().union(*(_ancestors(x, producer) for x in gated))
         order = [n.name for n in graph.node if n.name in region]
         regions.append(AttentionRegion(node.name, gated[0], order))
     return regions
