@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cbam-export",
         description="Export a CBAM network to ONNX: BatchNorm folded, graph simplified and checked, metadata "
                     "embedded, and parity against PyTorch eager proven with ONNX Runtime (CPU). "
-                    f"Writes OUT/NAME/1/model.onnx and OUT/NAME/export.json. With no options it exports "
+                    f"Writes OUT/NAME/1/model.onnx, OUT/NAME/export.json and OUT/NAME/config.pbtxt (Triton). With no options it exports "
                     f"the trained reference model ({DEFAULT_ARCH} + {DEFAULT_VARIANT}). With --model it exports "
                     "your own network instead.",
         epilog="Exit codes: 0 exported and parity passed; 1 a check failed (nothing written); 2 bad input. "
@@ -350,8 +350,8 @@ def print_summary(report: ExportReport) -> None:
     if ex:
         console.print(f"prediction on {ex['image']} (a {ex['label']}): [bold]{ex['predicted']}[/] "
                       f"(p={ex['probability']:.3f})")
-    console.print(f"[bold green]wrote[/] {report.onnx_path} ({report.size_bytes / 1e6:.2f} MB) and "
-                  f"{report.report_path} in {report.timings.get('total', 0):.1f}s")
+    console.print(f"[bold green]wrote[/] {report.onnx_path} ({report.size_bytes / 1e6:.2f} MB), {report.report_path} "
+                  f"and {report.model_dir / 'config.pbtxt'} (Triton) in {report.timings.get('total', 0):.1f}s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

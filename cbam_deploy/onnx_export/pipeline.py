@@ -269,7 +269,6 @@ def export_model(
             with reporter.stage("optimize", f"CBAM-aware rewrites: {', '.join(rewrites)}"):
                 proto, optimize_report = optimize_graph(proto, rewrites)
                 proto = graph.check(proto)
-            reporter.note("graph rewrites: " + ", ".join(f"{k} x{v}" for k, v in optimize_report.applied.items()))
         ops_optimized = graph.op_counts(proto)
 
         meta = {

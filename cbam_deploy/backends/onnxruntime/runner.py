@@ -67,7 +67,7 @@ def create_session(model: str | Path | bytes, *, provider: str = "cpu", threads:
     if session.get_providers()[0] != wanted:
         raise MissingDependencyError(
             f"asked for provider {provider!r} ({wanted}) but ONNX Runtime runs on {session.get_providers()[0]} "
-            f"(no usable GPU or CUDA/TensorRT libraries here); use --provider cpu, or run on a machine with an "
+            f"(no usable GPU or CUDA/TensorRT libraries here); use the CPU provider, or run on a machine with an "
             "NVIDIA GPU and the CUDA libraries onnxruntime-gpu needs")
     return session
 
