@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="timed rounds (default 50)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per batch size instead of --runs")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and ONNX Runtime (default 2)")
+    p.add_argument("--optimization-level", choices=("disable", "basic", "extended", "all"), default="all",
+                   help="ONNX Runtime graph optimization level (default all)")
     p.add_argument("--no-eager", dest="eager", action="store_false", help="skip eager PyTorch")
     p.add_argument("--bare", action="store_true", help="also time a bare InferenceSession.run (FP32): the runner's overhead")
     p.add_argument("--calibration", default=None, help="INT8 calibration (default 'reference' for reference models)")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         timings = benchmark(model, eager=args.eager, precisions=precisions, provider=args.provider,
                             batch_sizes=batch_sizes, threads=args.threads, warmup=args.warmup, runs=args.runs,
                             seconds=args.seconds, calibration=calibration, bare=args.bare,
+                            optimization_level=args.optimization_level,
                             on_batch=lambda b, n: status.update(f"batch {b}: {n} configurations interleaved"))
     finally:
         status.stop()

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-us", type=int, default=500,
                    help="how long a request may wait for others to batch with (default 500 microseconds)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--optimized-cache", default=None, metavar="PATH",
+                   help="ONNX Runtime backends: save ONNX Runtime's optimized graph here on first start and load it "
+                        "afterwards (faster cold start; rebuilt when the model, ONNX Runtime or provider changes)")
     p.add_argument("--instances", type=int, default=1, help="model instances (parallel executions, default 1)")
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's log verbosity (default 0)")
     add_debug_flag(p)
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(backend=args.backend, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                            dynamic_batching=args.dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
-                           threads=args.threads, instances=args.instances, log_verbose=args.log_verbose)
+                           threads=args.threads, instances=args.instances, log_verbose=args.log_verbose,
+                           optimized_cache=args.optimized_cache)
 
     def ready(name: str) -> None:
         batching = (f"dynamic batching up to {args.max_batch_size}, queue delay {args.max_queue_delay_us} us"

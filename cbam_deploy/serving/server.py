@@ -51,6 +51,7 @@ class ServeOptions:
     threads: int | None = None
     instances: int = 1
     log_verbose: int = 0
+    optimized_cache: str | None = None
 
 
 def _open(model_dir: str | Path, options: ServeOptions):
@@ -69,13 +70,9 @@ def _open(model_dir: str | Path, options: ServeOptions):
     from ..backends.onnxruntime import OnnxRuntimeRunner
 
     model = ExportedModel.open(model_dir)
-    return model.name, model, _onnxruntime_runner(model, options, OnnxRuntimeRunner)
-
-
-def _onnxruntime_runner(model: ExportedModel, options: ServeOptions, OnnxRuntimeRunner):
-
-    return OnnxRuntimeRunner(model.onnx_path, provider=options.backend.split("-", 1)[1], threads=options.threads,
-                             spinning=False)
+    runner = OnnxRuntimeRunner(model.onnx_path, provider=options.backend.split("-", 1)[1], threads=options.threads,
+                               spinning=False, optimized_cache=options.optimized_cache)
+    return model.name, model, runner
 
 
 def _pytriton():
