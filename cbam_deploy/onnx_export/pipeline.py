@@ -1,4 +1,5 @@
-"""The export stage end to end: fold -> export -> simplify -> check -> metadata -> parity -> write.
+"""The export stage end to end: fold -> export -> simplify -> check -> optimize -> metadata -> parity ->
+write (ONNX, report, Triton config).
 
 Works on any eval-mode ``nn.Module``: the CLI's built-in hosts and users' own networks alike.
 """
