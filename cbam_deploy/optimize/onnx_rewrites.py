@@ -270,19 +270,23 @@ def parallel_gate_sum(g: _Graph) -> int:
     return count
 
 
-def channel_mean_conv(g: _Graph) -> int:
-    count = 0
+def _channel_means(g: _Graph):
+    """(node, x, C) for each ReduceMean over the channels of a 4-D x with a known channel count."""
     for node in list(g.graph.node):
         if node.op_type != "ReduceMean" or g.attr(node, "keepdims", 1) != 1 or g.gone(node):
             continue
         shape = g.shapes.get(node.input[0])
         axes = g.reduce_axes(node)
-        if not shape or len(shape) != 4 or axes is None or [a % 4 for a in axes] != [1] or shape[1] is None:
-            continue
-        channels = shape[1]
+        if shape and len(shape) == 4 and axes is not None and [a % 4 for a in axes] == [1] and shape[1] is not None:
+            yield node, node.input[0], shape[1]
+
+
+def channel_mean_conv(g: _Graph) -> int:
+    count = 0
+    for node, x, channels in _channel_means(g):
         weight = g.add_initializer("channel_mean_w", np.full((1, channels, 1, 1), 1.0 / channels, np.float32))
-        g.replace_node(node, [helper.make_node("Conv", [node.input[0], weight], list(node.output),
-                                               kernel_shape=[1, 1], name=g.fresh("Conv"))])
+        g.replace_node(node, [helper.make_node("Conv", [x, weight], list(node.output), kernel_shape=[1, 1],
+                                               name=g.fresh("Conv"))])
         count += 1
     return count
 
@@ -291,14 +295,7 @@ def channel_mean_matmul(g: _Graph) -> int:
     """ReduceMean over channels -> MatMul(1/C row, x viewed as N x C x HW): a GEMM instead of a
     strided reduction, still in NCHW (no reorder), dynamic batch and size kept."""
     count = 0
-    for node in list(g.graph.node):
-        if node.op_type != "ReduceMean" or g.attr(node, "keepdims", 1) != 1 or g.gone(node):
-            continue
-        shape = g.shapes.get(node.input[0])
-        axes = g.reduce_axes(node)
-        if not shape or len(shape) != 4 or axes is None or [a % 4 for a in axes] != [1] or shape[1] is None:
-            continue
-        x, channels = node.input[0], shape[1]
+    for node, x, channels in _channel_means(g):
         row = g.add_initializer("channel_mean_row", np.full((1, channels), 1.0 / channels, np.float32))
         flat_shape = g.add_initializer("flat_shape", np.array([0, 0, -1], np.int64))
         flat, summed, target = g.fresh("flat"), g.fresh("channel_mean_flat"), g.fresh("mean_shape")
