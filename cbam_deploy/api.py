@@ -92,18 +92,6 @@ def _open(model: str | Path | ExportedModel) -> ExportedModel:
     return model if isinstance(model, ExportedModel) else ExportedModel.open(model)
 
 
-def _eager_runner(exported: ExportedModel, eager: nn.Module | None):
-    if eager is None:
-        return exported.eager_runner()
-    from .backends.base import TensorSpec
-    from .backends.torch_eager import TorchRunner
-
-    if eager.training:
-        raise UsageError("the eager model is in training mode; call model.eval() first")
-    specs = [TensorSpec(s.name, np.dtype(np.float32), s.shape) for s in exported.input_specs()]
-    return TorchRunner(eager, specs, exported.output_names)
-
-
 @dataclass
 class ValidationReport:
     cells: list[Cell]
@@ -130,7 +118,7 @@ def validate(model: str | Path | ExportedModel, *, eager: nn.Module | None = Non
     cells = _validate_matrix(exported, precisions=precisions, backends=backends, batch_sizes=batch_sizes,
                              resolutions=resolutions, calibration=calibration,
                              calibration_label="array" if calibration is not None else "",
-                             eager=_eager_runner(exported, eager))
+                             eager=exported.eager_runner(eager))
     return ValidationReport(cells)
 
 
@@ -159,7 +147,7 @@ def benchmark(model: str | Path | ExportedModel, *, eager: nn.Module | None | bo
     torch.set_num_threads(threads)
     runners: dict[str, Any] = {}
     if eager is not False:
-        runners["eager fp32"] = _eager_runner(exported, None if eager is True else eager)
+        runners["eager fp32"] = exported.eager_runner(None if eager is True else eager)
     for p in precisions:
         runners[f"onnxruntime {p}"] = OnnxRuntimeRunner(models[p], provider=provider, threads=threads,
                                                         spinning=False, optimization_level=optimization_level)

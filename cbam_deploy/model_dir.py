@@ -127,10 +127,13 @@ class ExportedModel:
             raise UsageError(f"checkpoint {built.checkpoint_path} changed since the export (SHA-256 differs)")
         return built.model
 
-    def eager_runner(self):
+    def eager_runner(self, module=None):
+        """A TorchRunner over ``module`` (e.g. the user's model in memory), else the rebuilt eager model."""
         from .backends.base import TensorSpec
         from .backends.torch_eager import TorchRunner
 
+        if module is not None and module.training:
+            raise UsageError("the eager model is in training mode; call model.eval() first")
         # Eager always takes float32, whatever the graph's I/O precision.
         specs = [TensorSpec(s.name, np.dtype(np.float32), s.shape) for s in self.input_specs()]
-        return TorchRunner(self.eager_model(), specs, self.output_names)
+        return TorchRunner(module if module is not None else self.eager_model(), specs, self.output_names)

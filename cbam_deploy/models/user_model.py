@@ -60,14 +60,6 @@ def _split_reference(ref: str) -> tuple[str, str]:
     return source, attr
 
 
-def _where(exc: BaseException, source: str) -> str:
-    """'file.py, line N' for the deepest frame of the user's file in the traceback, if any."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    hit = next((f for f in reversed(frames) if Path(f.filename).name == Path(source).name
-                or f.filename.replace("/", ".").removesuffix(".py").endswith(source)), None)
-    return f"{hit.filename}, line {hit.lineno}" if hit else source
-
-
 def user_code_location(exc: BaseException) -> str | None:
     """'file.py, line N' of the deepest traceback frame outside torch, the standard library and us."""
     import sysconfig
@@ -76,7 +68,8 @@ def user_code_location(exc: BaseException) -> str | None:
 
     skip = tuple(str(Path(p).resolve()) for p in (Path(torch.__file__).parent, Path(__file__).parents[1],
                                                   sysconfig.get_paths()["stdlib"]))
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not str(Path(f.filename).resolve()).startswith(skip)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<") and not str(Path(f.filename).resolve()).startswith(skip)]
     return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else None
 
 
@@ -121,7 +114,7 @@ def load_factory(ref: str) -> Callable[..., Any]:
             spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(name, None)
-            raise UsageError(f"importing {str(path)!r} failed at {_where(exc, str(path))}: {_describe(exc)}") from exc
+            raise UsageError(f"importing {str(path)!r} failed {describe_exception(exc)}") from exc
         finally:
             if added:
                 sys.path.remove(folder)
@@ -130,7 +123,7 @@ def load_factory(ref: str) -> Callable[..., Any]:
         try:
             module = importlib.import_module(source)
         except Exception as exc:
-            raise UsageError(f"importing module {source!r} failed at {_where(exc, source)}: {_describe(exc)}") from exc
+            raise UsageError(f"importing module {source!r} failed {describe_exception(exc)}") from exc
         label = f"module {source!r}"
     factory = getattr(module, attr, None)
     if factory is None:
@@ -153,13 +146,12 @@ class BuiltUserModel:
 def build_user_model(spec: UserModelSpec) -> BuiltUserModel:
     """Call the factory with the kwargs, load the weights (strict unless told), switch to eval."""
     factory = load_factory(spec.factory)
-    source = _split_reference(spec.factory)[0]
     torch.manual_seed(spec.seed)
     try:
         model = factory(**spec.kwargs)
     except Exception as exc:
-        raise UsageError(f"{spec.factory}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())}) raised at "
-                         f"{_where(exc, source)}: {_describe(exc)}") from exc
+        raise UsageError(f"{spec.factory}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())}) raised "
+                         f"{describe_exception(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise UsageError(f"{spec.factory} returned a {type(model).__name__}, not a torch.nn.Module")
     report = None

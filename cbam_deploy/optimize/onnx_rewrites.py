@@ -219,14 +219,12 @@ def merged_channel_mlp(g: _Graph) -> int:
     return count
 
 
-def _gate_product(g: _Graph, name: str, x: str | None) -> tuple[str, str] | None:
+def _gate_product(g: _Graph, name: str, x: str) -> tuple[str, str] | None:
     """``name`` = Mul(x, gate) (either order), single use: (x, gate)."""
     node = g.producer.get(name)
     if node is None or node.op_type != "Mul" or not g.single_use(name):
         return None
     u, v = node.input
-    if x is None:
-        return None
     if u == x:
         return x, v
     if v == x:
