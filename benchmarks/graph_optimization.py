@@ -31,7 +31,7 @@ import torch
 from cbam_deploy.backends.onnxruntime import create_session
 from cbam_deploy.bench import time_interleaved
 from cbam_deploy.models import create_model
-from cbam_deploy.onnx_export import export_model
+from cbam_deploy import export
 from cbam_deploy.optimize import DEFAULT_REWRITES, REWRITES, optimize_graph
 
 VARIANTS = ["original", "dual_bn", "deep_spatial", "parallel"]
@@ -48,7 +48,7 @@ def naive_export(model: torch.nn.Module, x: torch.Tensor) -> bytes:
 
 def ours(model: torch.nn.Module, x: torch.Tensor, out: str, name: str) -> onnx.ModelProto:
     """Our export without rewrites (parity against eager checked by the pipeline)."""
-    report = export_model(model, (x,), name=name, out=out, classifier=True, optimize=False,
+    report = export(model, (x,), name=name, out=out, classifier=True, optimize=False,
                           max_scaled_error=1e-2)  # random-init parallel ResNet-50 is ill-conditioned in float32 (README)
     return onnx.load(str(report.onnx_path))
 

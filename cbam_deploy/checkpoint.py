@@ -72,10 +72,19 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  torch's unpickler fails on garbage with IndexError, KeyError, ...
+        if isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile):
+            from .errors import from_os_error
+
+            raise from_os_error(exc, "read checkpoint") from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError)):
+            reason = f"{type(exc).__name__} while unpickling"  # garbage bytes: the message itself means nothing
+        if "unsupported global" in str(exc).lower() or "unsupported class" in str(exc).lower():
+            raise CheckpointError(f"checkpoint {str(path)!r} holds Python objects other than tensors (refused: "
+                                  "loading it could run code)") from None
         if "Weights only load failed" in reason or isinstance(exc, pickle.UnpicklingError):
-            reason = "it holds Python objects other than tensors (refused: loading it could run code)"
+            reason = f"{type(exc).__name__}"  # the unpickler's text about globals is noise for a garbage file
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: not a PyTorch checkpoint, "
                               f"or truncated ({reason})") from None
     extra: dict[str, Any] = {}

@@ -12,22 +12,72 @@ from .errors import UsageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def load_image(path: str | Path, size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """One RGB image -> 3 x H x W float32: resized (bilinear) to ``size`` (H, W), /255, normalised."""
+# Pillow modes and how each becomes 8-bit RGB; anything else is refused by name.
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _to_rgb(img, path: Path):
+    """8-bit RGB, as the model was trained: EXIF orientation applied, 16-bit grey scaled (not
+    clipped, which made a 16-bit PNG mostly white), palette and CMYK converted, alpha refused unless
+    every pixel is opaque (what sits behind a transparent pixel is not in the file)."""
+    from PIL import Image, ImageOps
+
+    if getattr(img, "n_frames", 1) > 1:
+        raise UsageError(f"image {str(path)!r} is animated ({img.n_frames} frames); give a single frame")
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _SIXTEEN_BIT or (img.mode == "I" and img.format == "PNG"):
+        grey = np.asarray(img, dtype=np.float64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise UsageError(f"image {str(path)!r}: 16-bit values out of range")
+        img = Image.fromarray(np.round(grey / 257.0).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in _ALPHA:
+        rgba = img.convert("RGBA")
+        if np.asarray(rgba)[..., 3].min() < 255:
+            raise UsageError(f"image {str(path)!r} has transparent pixels (mode {img.mode}); the model sees no "
+                             "transparency: flatten it onto a background first")
+        img = rgba
+    if img.mode not in ("RGB", "RGBA", "L", "1", "CMYK", "YCbCr"):
+        raise UsageError(f"image {str(path)!r} has pixel mode {img.mode!r}, which cannot be read as RGB "
+                         "(supported: 8-bit RGB/RGBA/grey, 16-bit grey, palette, CMYK)")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path, size: Sequence[int]) -> np.ndarray:
+    """One image -> H x W x 3 uint8 RGB, resized (bilinear) to ``size`` (H, W): what the model sees,
+    before scaling; also what attention maps are drawn on."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"image {str(path)!r} does not exist")
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"cannot read image {str(path)!r}: {str(exc).splitlines()[0]}") from None
+        with warnings.catch_warnings():
+            # Past Pillow's pixel limit an image is a decompression bomb until proven otherwise.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                rgb = _to_rgb(img, path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UsageError(f"image {str(path)!r} is too large to decode safely ({exc.__class__.__name__}: "
+                         f"over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot read image {str(path)!r}: {reason}") from None
     h, w = int(size[0]), int(size[1])
     if rgb.size != (w, h):
         rgb = rgb.resize((w, h), Image.BILINEAR)
-    x = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_image(path: str | Path, size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """One RGB image -> 3 x H x W float32: resized (bilinear) to ``size`` (H, W), /255, normalised."""
+    x = load_rgb(path, size).astype(np.float32).transpose(2, 0, 1) / 255.0
     return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
 
 

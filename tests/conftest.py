@@ -11,7 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-VARIANTS = ["original", "dual_bn", "deep_spatial", "parallel"]
+from cbam_deploy.models import list_variants
+
+# Every registered variant: a variant added to the registry is tested without editing a test.
+VARIANTS = list_variants()
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "user_models"
 
@@ -42,7 +45,10 @@ def _fixed_seed():
 
 
 def _has_gpu() -> bool:
-    return torch.cuda.is_available()
+    # The CUDA runtime, not torch.cuda: the GPU image installs torch's CPU build.
+    from cbam_deploy.backends.cuda_runtime import probe
+
+    return bool(probe().gpus)
 
 
 def _has_tensorrt() -> bool:
@@ -54,7 +60,7 @@ def _has_tensorrt() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    gpu_skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none visible to torch.cuda); run `pytest -m gpu` on a machine with an NVIDIA GPU and TensorRT")
+    gpu_skip = pytest.mark.skip(reason="needs an NVIDIA GPU (the CUDA runtime sees none); run `pytest -m gpu` on a machine with an NVIDIA GPU and TensorRT")
     trt_skip = pytest.mark.skip(reason="needs TensorRT (not importable); run `pytest -m gpu` on a machine with an NVIDIA GPU and TensorRT")
     for item in items:
         # get_closest_marker, not item.keywords: keywords also hold path parts (tests/backends/tensorrt).

@@ -1,4 +1,4 @@
-"""The seed document's module code (shared/seed/), with line breaks restored and nothing else changed
+"""The seed document's module code (a blog post, "CBAM improvement ideas"), with line breaks restored and nothing else changed
 except class names (each improvement reuses the names ChannelAttention/SpatialAttention/CBAM).
 
 Checkpoints users bring were saved from modules like these: our variants must load them strictly

@@ -2,7 +2,8 @@
 
 A runner is a context manager; ``infer(feed)`` validates names, dtypes, shapes (dynamic axes are
 ``None`` or a name) and NaN/Inf, then calls ``infer_impl``. Subclasses only implement
-``activate_impl``, ``infer_impl`` and ``deactivate_impl``.
+``activate_impl``, ``infer_impl`` and ``deactivate_impl``; several runners open at once go in a
+``contextlib.ExitStack``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import IntegrityError, UsageError
 
 
 @dataclass(frozen=True)
@@ -29,29 +30,60 @@ class TensorSpec:
 
 
 class Runner(ABC):
-    """Base class: context management, input validation, thread safety."""
+    """Base class: activation, input validation, thread safety.
+
+    The lifecycle is Polygraphy's, made safe to nest: the first ``__enter__`` (or ``activate()``)
+    calls ``activate_impl`` (which creates the session, context or engine and resets every
+    per-activation state); entering an active runner again only counts, so a runner entered twice
+    still holds ONE session; the matching last ``__exit__`` calls ``deactivate_impl``, which frees
+    what activation made. A runner can be activated again after that: it starts from a clean state.
+    """
 
     name: str = "runner"
 
     def __init__(self, *, allow_nonfinite: bool = False) -> None:
         self.allow_nonfinite = allow_nonfinite
-        self._active = False
+        self._depth = 0  # how many times the runner is entered; activation happens at 0 -> 1
         self._lock = threading.Lock()  # backends that are not re-entrant serialise through it
+        self.activations = 0  # how many times activate_impl ran: one per session/context made
 
-    def __enter__(self) -> "Runner":
-        self.activate_impl()
-        self._active = True
+    @property
+    def is_active(self) -> bool:
+        return self._depth > 0
+
+    def activate(self) -> "Runner":
+        """Activate (first call) or count one more user (later calls); returns the runner."""
+        if self._depth == 0:
+            self.activate_impl()
+            self.activations += 1
+        self._depth += 1
         return self
 
+    def deactivate(self) -> None:
+        """Undo one ``activate``; the last one frees the session/context/engine."""
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self.deactivate_impl()
+
+    def __enter__(self) -> "Runner":
+        try:
+            return self.activate()
+        except BaseException:
+            if self._depth == 0:
+                self.deactivate_impl()  # free whatever a failed activation made before it failed
+            raise
+
     def __exit__(self, *exc: object) -> None:
-        self._active = False
-        self.deactivate_impl()
+        self.deactivate()
 
     @abstractmethod
-    def activate_impl(self) -> None: ...
+    def activate_impl(self) -> None:
+        """Create the session/context and reset per-activation state (specs, buffers)."""
 
     def deactivate_impl(self) -> None:
-        pass
+        """Free what ``activate_impl`` created; must tolerate a partial activation."""
 
     @abstractmethod
     def input_specs(self) -> list[TensorSpec]: ...
@@ -83,6 +115,8 @@ class Runner(ABC):
             ):
                 raise UsageError(f"{self.name}: input {name!r} has shape {list(array.shape)}, the model expects "
                                  f"{spec.describe()}")
+            if array.size == 0:  # a batch of 0 (or any empty axis): nothing to run, and backends fail obscurely on it
+                raise UsageError(f"{self.name}: input {name!r} is empty (shape {list(array.shape)})")
             if not self.allow_nonfinite and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
                 raise UsageError(f"{self.name}: input {name!r} contains NaN or Inf "
                                  "(pass allow_nonfinite=True to run it anyway)")
@@ -91,9 +125,16 @@ class Runner(ABC):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate ``feed`` and run the model; returns output name -> array."""
-        if not self._active:
+        if not self.is_active:
             raise RuntimeError(f"{self.name} is not active: use it as a context manager")
-        return self.infer_impl(self.validate(feed))
+        outputs = self.infer_impl(self.validate(feed))
+        if not self.allow_nonfinite:  # finite inputs, NaN/Inf out: corrupted weights or an overflow, never an answer
+            bad = [k for k, v in outputs.items()
+                   if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all()]
+            if bad:
+                raise IntegrityError(f"{self.name}: the model produced NaN or Inf in output {', '.join(map(repr, bad))} "
+                                     "from finite inputs (corrupted weights, or an overflow in this precision)")
+        return outputs
 
 
 def cast_feed(runner: Runner, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

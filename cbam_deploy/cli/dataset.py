@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
-from ..reference.dataset import DEFAULT_SEED, SPLITS, write_png_folder
+from ..reference.config import DEFAULT_SEED
+from .args import positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -17,8 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write reference-task images (64x64 RGB shapes on clutter) as PNG files and "
                                    "labels.csv: calibration folders, cbam-infer inputs. Deterministic per seed.")
     p.add_argument("out", help="folder to write (created; must be empty unless --force)")
-    p.add_argument("--split", choices=list(SPLITS), default="heldout", help="default heldout")
-    p.add_argument("--count", type=int, default=100, help="number of images (default 100)")
+    p.add_argument("--split", choices=("train", "heldout"), default="heldout", help="default heldout")
+    p.add_argument("--count", type=positive_int, default=100, help="number of images (default 100)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     add_debug_flag(p)
@@ -26,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..reference.dataset import write_png_folder
+
     out = Path(args.out)
-    if args.count <= 0:
-        raise UsageError(f"--count must be positive, got {args.count}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{str(out)!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.force:

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
+from ..options import ORT_PROVIDERS
+from .args import add_json_args, positive_int
+from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
-from ..backends.onnxruntime import OnnxRuntimeRunner
-from ..backends.torch_eager import TorchRunner
-from ..backends.base import TensorSpec
-from ..errors import UsageError
-from ..model_dir import ExportedModel
-from ..models.registry import VARIANTS
-from ..models.spec import ModelSpec, build_model
-from ..reference.evaluate import HELDOUT_COUNT, evaluate_heldout
-from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
+HELDOUT_COUNT = 1000  # the reference task's held-out split (reference/evaluate.py)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,52 +20,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model it was exported from), or a checkpoint .pt (run eager).")
     p.add_argument("model", help="models/NAME, models/NAME/1/model.onnx, or a checkpoint .pt")
     p.add_argument("--variant", default=None, help="variant of a .pt checkpoint (default: the checkpoint's own)")
-    p.add_argument("--count", type=int, default=HELDOUT_COUNT, help=f"held-out images (default {HELDOUT_COUNT})")
-    p.add_argument("--provider", default="cpu", help="ONNX Runtime provider: cpu, cuda, tensorrt (default cpu)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--count", type=positive_int, default=HELDOUT_COUNT, help=f"held-out images (default {HELDOUT_COUNT})")
+    p.add_argument("--provider", choices=ORT_PROVIDERS, default="cpu", help="ONNX Runtime provider (default cpu)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the check of model.onnx against the SHA-256 in export.json")
+    add_json_args(p)
     add_debug_flag(p)
     return p
 
 
-def _eager_runner(model) -> TorchRunner:
-    return TorchRunner(model, [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))], ["logits"])
-
-
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.model)
-    if args.count <= 0:
-        raise UsageError(f"--count must be positive, got {args.count}")
-    if path.is_dir() or path.suffix == ".onnx":
-        exported = ExportedModel.open(path)
-        if (exported.metadata.get("model_spec") or {}).get("arch") != "resnet_mini":
-            raise UsageError(f"{str(exported.onnx_path)!r} is not a reference-task model (host resnet_mini); "
-                             "nothing to evaluate")
-        path = exported.onnx_path
-        candidate = OnnxRuntimeRunner(path, provider=args.provider)
-        reference = exported.eager_runner()
-        name = f"onnxruntime[{args.provider}]"
-    else:
-        from ..checkpoint import read_checkpoint
+    from ..api.evaluate import evaluate
+    from .render import print_json
 
-        _, extra = read_checkpoint(path)
-        config = extra.get("cbam_deploy") or {}
-        variant = args.variant or config.get("variant")
-        if variant is None:
-            raise UsageError(f"{str(path)!r} does not say its variant; pass --variant")
-        if variant != "none":
-            VARIANTS.get(variant)
-        built = build_model(ModelSpec(arch=config.get("arch", "resnet_mini"),
-                                      variant=None if variant == "none" else variant, weights=str(path)))
-        candidate = _eager_runner(built.model)
-        reference = None
-        name = "torch-eager"
-    with candidate:
-        if reference is not None:
-            with reference:
-                report = evaluate_heldout(lambda x: candidate.infer({"input": x})["logits"],
-                                          reference=lambda x: reference.infer({"input": x})["logits"], count=args.count)
-        else:
-            report = evaluate_heldout(lambda x: candidate.infer({"input": x})["logits"], count=args.count)
+    name, report = evaluate(args.model, variant=args.variant, count=args.count, provider=args.provider,
+                            verify=args.verify)
+    path = args.model
     if args.json:
         print_json({"model": str(path), "backend": name, **report.to_dict()})
     else:

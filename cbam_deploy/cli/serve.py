@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..serving.server import BACKENDS, ServeOptions, serve
+from ..serving.options import DEFAULT_EXIT_TIMEOUT_S, DEFAULT_QUEUE_DELAY_US, SERVE_BACKENDS
 from ..serving.triton_config import DEFAULT_MAX_BATCH
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
@@ -17,12 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an exported model (models/NAME) with Triton Inference Server: PyTriton starts the "
                     "tritonserver it carries, and requests reach a cbam-deploy runner (ONNX Runtime CPU by default; "
                     "CUDA, TensorRT-EP or a TensorRT plan where present) in batches the dynamic batcher assembles. "
-                    "Clients use tritonclient (HTTP or gRPC) with the model's input and output names. Ctrl-C or "
-                    "SIGTERM stops the server and its child processes.",
-        epilog="Example: cbam-serve models/original_resnet_mini --http-port 8000 --grpc-port 8001; then "
-               "python benchmarks/serve_load.py --url localhost:8000 --model original_resnet_mini")
+                    "Each request is checked on its own: a malformed one (wrong name, dtype or shape, batch over "
+                    "the maximum, NaN/Inf) gets its own HTTP 400 / gRPC INVALID_ARGUMENT and never fails the good "
+                    "requests batched with it. Clients use tritonclient (HTTP or gRPC) with the model's input and "
+                    "output names. SIGTERM, SIGINT or Ctrl-C: readiness goes false, in-flight requests finish, "
+                    "Triton stops, exit 0; a second signal stops at once.",
+        epilog="Example: cbam-serve models/original_resnet_mini --http-port 8000 --grpc-port 8001. "
+               "Load test (good and malformed requests, HTTP and gRPC): python benchmarks/serve_load.py "
+               "--model-dir models/original_resnet_mini")
     p.add_argument("model", help="an exported model folder (models/NAME) or .onnx file")
-    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime-cpu", help="runner behind Triton (default onnxruntime-cpu)")
+    p.add_argument("--backend", choices=SERVE_BACKENDS, default="onnxruntime-cpu", help="runner behind Triton (default onnxruntime-cpu)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
@@ -31,33 +35,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest batch Triton assembles (default {DEFAULT_MAX_BATCH}; needs a dynamic batch axis)")
     p.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=True,
                    help="let Triton combine concurrent requests into one batch (default on)")
-    p.add_argument("--max-queue-delay-us", type=int, default=500,
-                   help="how long a request may wait for others to batch with (default 500 microseconds)")
+    p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US,
+                   help=f"how long a request may wait for others to batch with (default {DEFAULT_QUEUE_DELAY_US} "
+                        "microseconds)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--optimized-cache", default=None, metavar="PATH",
                    help="ONNX Runtime backends: save ONNX Runtime's optimized graph here on first start and load it "
                         "afterwards (faster cold start; rebuilt when the model, ONNX Runtime or provider changes)")
     p.add_argument("--instances", type=int, default=1, help="model instances (parallel executions, default 1)")
-    p.add_argument("--log-verbose", type=int, default=0, help="Triton's log verbosity (default 0)")
+    p.add_argument("--exit-timeout", type=int, default=DEFAULT_EXIT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"on SIGTERM/SIGINT, how long in-flight requests may take to finish (default "
+                        f"{DEFAULT_EXIT_TIMEOUT_S})")
+    p.add_argument("--log-verbose", type=int, default=0,
+                   help="Triton's log verbosity (default 0: warnings, errors and one line per rejected request)")
     add_debug_flag(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
+    from ..serving.server import ServeOptions, serve
 
     for port in (args.http_port, args.grpc_port, args.metrics_port):
         if not 0 < port < 65536:
             raise UsageError(f"port {port} is out of range 1-65535")
     if len({args.http_port, args.grpc_port, args.metrics_port}) != 3:
         raise UsageError("--http-port, --grpc-port and --metrics-port must differ")
-    if args.max_batch_size < 0 or args.instances < 1 or args.max_queue_delay_us < 0:
-        raise UsageError("--max-batch-size and --max-queue-delay-us must not be negative, --instances at least 1")
+    if args.max_batch_size < 0 or args.instances < 1 or args.max_queue_delay_us < 0 or args.exit_timeout < 0:
+        raise UsageError("--max-batch-size, --max-queue-delay-us and --exit-timeout must not be negative, "
+                         "--instances at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.log_verbose < 0:
+        raise UsageError(f"--log-verbose must not be negative, got {args.log_verbose}")
     options = ServeOptions(backend=args.backend, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                            dynamic_batching=args.dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
                            threads=args.threads, instances=args.instances, log_verbose=args.log_verbose,
-                           optimized_cache=args.optimized_cache)
+                           optimized_cache=args.optimized_cache, exit_timeout_s=args.exit_timeout)
 
     def ready(name: str) -> None:
         batching = (f"dynamic batching up to {args.max_batch_size}, queue delay {args.max_queue_delay_us} us"

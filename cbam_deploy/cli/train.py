@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from ..artifacts import atomic_write_bytes
 from ..errors import UsageError
-from ..models.registry import HOSTS, VARIANTS
-from ..reference.train import REFERENCE_ARCH, TrainConfig, checkpoint_payload, train
-from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
+from ..reference.config import REFERENCE_ARCH, TrainConfig
+from .args import add_json_args, positive_float, positive_int
+from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,34 +24,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, help="CBAM variant, or 'none' for the plain host")
     p.add_argument("--arch", default=REFERENCE_ARCH, help=f"host network (default {REFERENCE_ARCH})")
     p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--train-count", type=int, default=d.train_count, help=f"training images (default {d.train_count})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate, one-cycle (default {d.lr})")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--train-count", type=positive_int, default=d.train_count, help=f"training images (default {d.train_count})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"peak learning rate, one-cycle (default {d.lr})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default {d.seed})")
-    p.add_argument("--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads})")
+    p.add_argument("--threads", type=positive_int, default=d.threads, help=f"torch threads (default {d.threads})")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--json", action="store_true", help="print the training result as JSON")
+    add_json_args(p)
     add_debug_flag(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..artifacts import atomic_write_bytes
+    from ..models.registry import HOSTS, VARIANTS
+    from ..reference.train import checkpoint_payload, train
+    from .render import print_json
+
     HOSTS.get(args.arch)
     variant = None if args.variant == "none" else VARIANTS.get(args.variant).name
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{str(out)!r} already exists; pass --force to overwrite it")
-    for flag in ("epochs", "train_count", "batch_size", "threads"):
-        if getattr(args, flag) <= 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (BatchNorm on pooled features needs 2 samples)")
     config = TrainConfig(variant=variant, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, train_count=args.train_count, seed=args.seed, threads=args.threads)
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True)  # progress on stderr: stdout stays for --json
     console.print(f"training {args.arch} + {variant or 'no attention'}: {args.epochs} epochs x "
                   f"{args.train_count} images, seed {args.seed}")
 

@@ -4,6 +4,12 @@ Pairs are found in the ``torch.fx`` graph, not from attribute names, so this wor
 architecture, including an MLP applied twice (the shared ``fc`` of ``original``/``parallel``:
 PyTorch's exporter leaves those BatchNorms unfused) and producers that reach the BatchNorm
 through a no-op (Identity, Dropout in eval). The arithmetic is ``torch.nn.utils.fusion``'s.
+
+BatchNorm subclasses are matched too (the tracer keeps every BatchNorm a leaf, so a subclass with
+its own forward, like timm's ``BatchNormAct2d``, is seen where it is called instead of traced
+through). One whose forward does more than normalise (an activation, a dropout) is not folded
+here: replacing it with Identity would drop that. It is left to the exporter, which fuses an
+eval-mode BatchNorm into its Conv; ``FoldReport.settle`` records that once the graph is checked.
 """
 
 from __future__ import annotations
@@ -18,22 +24,67 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from ..errors import UsageError
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_ANY_BATCHNORM = nn.modules.batchnorm._BatchNorm
 _NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 
 @dataclass
 class FoldReport:
-    """Which BatchNorms were folded into which producer, and which could not be, and why."""
+    """Which BatchNorms were folded into which producer, which were not and why, and which the
+    exporter fused instead (known once the exported graph is checked, see ``settle``)."""
 
     folded: list[tuple[str, str]] = field(default_factory=list)  # (producer, batchnorm)
     unfolded: dict[str, str] = field(default_factory=dict)  # batchnorm -> reason
+    untraceable: str | None = None  # why torch.fx could not trace the model (then nothing is folded here)
+    left_to_exporter: list[str] = field(default_factory=list)  # called in forward, not folded here
+    exporter_fused: list[str] = field(default_factory=list)  # of those, fused by the exporter
+
+    def notes(self) -> list[str]:
+        """One line per reason (naming the BatchNorms it applies to); one line in all when fx could
+        not trace the model."""
+        if self.untraceable is not None:
+            n = len(self.left_to_exporter)
+            then = (f"the exporter fused all {n}" if self.exporter_fused else f"all {n} left to the exporter")
+            return [f"BatchNorm folding skipped: {self.untraceable}; {then}"]
+        by_reason: dict[str, list[str]] = {}
+        for bn, why in self.unfolded.items():
+            by_reason.setdefault(why, []).append(bn)
+        lines = []
+        for why, names in by_reason.items():
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            lines.append(f"{len(names)} BatchNorm{'s' if len(names) > 1 else ''} not folded ({shown}): {why}")
+        if self.exporter_fused:
+            lines.append(f"{len(self.exporter_fused)} BatchNorms fused into their Conv by the exporter instead")
+        return lines
+
+    def settle(self, graph_batchnorms: int) -> None:
+        """After export: with no BatchNormalization node left in the graph, every BatchNorm that
+        ran in forward but was not folded here was fused by the exporter."""
+        if graph_batchnorms == 0:
+            self.exporter_fused = list(self.left_to_exporter)
+            for bn in self.exporter_fused:
+                self.unfolded.pop(bn, None)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "folded": len(self.folded),
             "pairs": [f"{p} <- {b}" for p, b in self.folded],
             "unfolded": self.unfolded,
+            "untraceable": self.untraceable,
+            "fused_by_exporter": self.exporter_fused,
         }
+
+
+class _Tracer(fx.Tracer):
+    """Keeps every BatchNorm (subclasses included) a leaf, so folding sees where each is called."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _ANY_BATCHNORM) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _plain_forward(bn: nn.Module) -> bool:
+    """True when the module's forward is torch's own BatchNorm forward (nothing else happens in it)."""
+    return type(bn).__module__.startswith("torch.") or type(bn).forward is _ANY_BATCHNORM.forward
 
 
 def _producer_node(bn_node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
@@ -56,18 +107,34 @@ def _compatible(producer: nn.Module, bn: nn.Module) -> bool:
     return isinstance(producer, nn.Linear) and isinstance(bn, nn.BatchNorm1d)
 
 
+def _trace(model: nn.Module, modules: dict[str, nn.Module], report: FoldReport) -> fx.Graph | None:
+    try:
+        return _Tracer().trace(model)
+    except Exception as exc:  # fx cannot trace data-dependent control flow; say so once, fold nothing
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        report.untraceable = f"torch.fx cannot trace the model ({type(exc).__name__}: {first})"
+        report.left_to_exporter = [n for n, m in modules.items() if isinstance(m, _ANY_BATCHNORM)]
+        return None
+
+
+def _unfoldable(name: str, m: nn.Module, sites: list[fx.Node]) -> str | None:
+    """Why the BatchNorm ``name`` cannot be folded whatever feeds it, or None."""
+    if not sites:
+        return "never called in forward"
+    if m.running_mean is None or m.running_var is None:
+        return "BatchNorm without running statistics (track_running_stats=False)"
+    if not _plain_forward(m):
+        return (f"{type(m).__name__} has its own forward (more than a BatchNorm, e.g. an activation): "
+                "left to the exporter")
+    return None
+
+
 def _find_pairs(model: nn.Module, report: FoldReport) -> dict[str, str]:
     """bn target -> producer target, for pairs that are the same at every call site."""
     modules = dict(model.named_modules())
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as exc:  # fx cannot trace data-dependent control flow; say so, fold nothing
-        reason = f"model could not be traced with torch.fx ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        for name, m in modules.items():
-            if isinstance(m, _BATCHNORMS):
-                report.unfolded[name] = reason
+    graph = _trace(model, modules, report)
+    if graph is None:
         return {}
-
     calls: dict[str, list[fx.Node]] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -75,27 +142,25 @@ def _find_pairs(model: nn.Module, report: FoldReport) -> dict[str, str]:
 
     pairs: dict[str, str] = {}
     for name, m in modules.items():
-        if not isinstance(m, _BATCHNORMS):
+        if not isinstance(m, _ANY_BATCHNORM):
             continue
         sites = calls.get(name, [])
-        if not sites:
-            report.unfolded[name] = "never called in forward"
-            continue
-        if m.running_mean is None or m.running_var is None:
-            report.unfolded[name] = "BatchNorm without running statistics (track_running_stats=False)"
-            continue
-        producers = {_producer_node(site, modules) for site in sites}
-        targets = {p.target if p is not None and p.op == "call_module" else None for p in producers}
-        producer = next(iter(targets)) if len(targets) == 1 else None
-        if producer is None or not _compatible(modules[producer], m):
-            report.unfolded[name] = "not fed directly by a Conv/Linear at every call"
-            continue
-        # Folding rewrites the producer's weights: every use of the producer must feed this BN.
-        producer_sites = calls[producer]
-        if len(producer_sites) != len(sites) or any(len(p.users) != 1 for p in producers):
-            report.unfolded[name] = f"its producer {producer!r} is also used without this BatchNorm"
-            continue
-        pairs[name] = producer
+        reason = _unfoldable(name, m, sites)
+        if reason is None:
+            producers = {_producer_node(site, modules) for site in sites}
+            targets = {p.target if p is not None and p.op == "call_module" else None for p in producers}
+            producer = next(iter(targets)) if len(targets) == 1 else None
+            if producer is None or not _compatible(modules[producer], m):
+                reason = "not fed directly by a Conv/Linear at every call"
+            elif len(calls[producer]) != len(sites) or any(len(p.users) != 1 for p in producers):
+                # Folding rewrites the producer's weights: every use of the producer must feed this BN.
+                reason = f"its producer {producer!r} is also used without this BatchNorm"
+            else:
+                pairs[name] = producer
+                continue
+        report.unfolded[name] = reason
+        if sites:
+            report.left_to_exporter.append(name)
     return pairs
 
 

@@ -96,7 +96,9 @@ def create_model(
     """Build ``arch`` with ``variant`` in every residual block (``variant=None``: the plain host).
 
     For ``arch='cbam'`` the result is the attention module alone for ``channels`` channels.
+    ``variant='none'`` (as the CLI spells it) is the plain host too.
     """
+    variant = None if variant == "none" else variant
     entry = HOSTS.get(arch)
     if arch == "cbam":
         return entry.builder(variant, channels=channels, ratio=ratio, kernel_size=kernel_size)

@@ -123,7 +123,7 @@ class ResNet(nn.Module):
 
     def _init_backbone(self) -> None:
         # torchvision's init for the backbone only: the attention modules keep their own
-        # (PyTorch default, or He init for `parallel`), as VARIANTS.md prescribes.
+        # (PyTorch default, or He init for `parallel`), as docs/variants.md prescribes.
         for name, m in self.named_modules():
             if ".cbam" in name:
                 continue

@@ -56,6 +56,11 @@ class BuiltModel:
     load_report: LoadReport | None
 
 
+def _first(*values: Any) -> Any:
+    """The first value that is not None (``a or b`` would read 0 as "not given")."""
+    return next((v for v in values if v is not None), None)
+
+
 def build_model(spec: ModelSpec) -> BuiltModel:
     """Build the eval-mode model a spec describes and load its weights (strictly).
 
@@ -78,17 +83,21 @@ def build_model(spec: ModelSpec) -> BuiltModel:
             raise UsageError(f"checkpoint {str(path)!r} was trained for host {config['arch']!r}, not {spec.arch!r}")
         if config.get("variant") not in (None, spec.variant or "none"):
             raise UsageError(f"checkpoint {str(path)!r} holds variant {config['variant']!r}, not {spec.variant or 'none'!r}")
+    for field_name in ("num_classes", "ratio", "kernel_size", "channels"):
+        value = getattr(spec, field_name)  # 0 is a value (an invalid one here), never "not given"
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise UsageError(f"{field_name} must be a positive integer, got {value!r}")
     resolved = ModelSpec(
         arch=spec.arch, variant=spec.variant,
-        num_classes=spec.num_classes or config.get("num_classes") or (None if spec.arch == "cbam" else 1000),
-        ratio=spec.ratio or config.get("ratio") or 16,
-        kernel_size=spec.kernel_size or config.get("kernel_size") or 7,
-        channels=spec.channels or (host_defaults(spec.arch).input_shape[1] if spec.arch == "cbam" else None),
+        num_classes=_first(spec.num_classes, config.get("num_classes"), None if spec.arch == "cbam" else 1000),
+        ratio=_first(spec.ratio, config.get("ratio"), 16),
+        kernel_size=_first(spec.kernel_size, config.get("kernel_size"), 7),
+        channels=_first(spec.channels, host_defaults(spec.arch).input_shape[1] if spec.arch == "cbam" else None),
         weights=spec.weights, seed=spec.seed,
     )
     torch.manual_seed(resolved.seed)  # random weights are reproducible
-    model = create_model(resolved.arch, resolved.variant, num_classes=resolved.num_classes or 1000,
-                         ratio=resolved.ratio, kernel_size=resolved.kernel_size, channels=resolved.channels or 64)
+    model = create_model(resolved.arch, resolved.variant, num_classes=_first(resolved.num_classes, 1000),
+                         ratio=resolved.ratio, kernel_size=resolved.kernel_size, channels=_first(resolved.channels, 64))
     report = load_checkpoint(model, path) if path is not None else None
     model.eval()
     return BuiltModel(model, resolved, str(path) if path else None, file_sha256(path) if path else None, config, report)

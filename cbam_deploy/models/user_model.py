@@ -92,33 +92,77 @@ def canonical_reference(ref: str) -> str:
     return ref
 
 
+def _package_parts(path: Path) -> list[str]:
+    """Package names from the outermost package folder down to the file's folder ([] when the
+    folder has no ``__init__.py``)."""
+    parts: list[str] = []
+    folder = path.resolve().parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return parts
+
+
+def _exec_file(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{str(path)!r} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_in_package(path: Path, parts: list[str], tag: str):
+    """Import ``path`` as a submodule of its package, so ``from .cbam import *`` works. The outermost
+    package gets a private name (``cbam_user_<hash>_<name>``): a user's ``models`` or ``utils``
+    folder must not collide with an installed package of that name."""
+    root_dir = path.resolve().parents[len(parts) - 1]
+    root = f"cbam_user_{tag}_{parts[0]}"
+    spec = importlib.util.spec_from_file_location(root, root_dir / "__init__.py",
+                                                  submodule_search_locations=[str(root_dir)])
+    if spec is None or spec.loader is None:
+        raise UsageError(f"package folder {str(root_dir)!r} cannot be imported")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[root] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(".".join([root, *parts[1:], path.stem]))
+
+
+def _import_file(path: Path, ref: str):
+    """Execute a user's file: as part of its package when its folder has ``__init__.py``, else alone.
+    The folder above the outermost package goes on ``sys.path`` while it runs, as with
+    ``python file.py``, so sibling and absolute imports work."""
+    if not path.is_file():
+        raise UsageError(f"--model {ref!r}: no such file {str(path)!r}")
+    tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    parts = _package_parts(path)
+    folder = str(path.resolve().parents[len(parts)])
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    prefix = f"cbam_user_{tag}"
+    for stale in [m for m in sys.modules if m.startswith(prefix)]:  # a fresh import each time
+        del sys.modules[stale]
+    try:
+        return _import_in_package(path, parts, tag) if parts else _exec_file(path, prefix)
+    except UsageError as exc:
+        raise UsageError(f"--model {ref!r}: {exc}") from None
+    except Exception as exc:
+        for name in [m for m in sys.modules if m.startswith(prefix)]:
+            del sys.modules[name]
+        raise UsageError(f"importing {str(path)!r} failed {describe_exception(exc)}") from exc
+    finally:
+        if added:
+            sys.path.remove(folder)
+
+
 def load_factory(ref: str) -> Callable[..., Any]:
     """Import ``MODULE:FACTORY`` or ``file.py:FACTORY`` and return the callable (a class works too)."""
     source, attr = _split_reference(ref)
     if source.endswith(".py") or "/" in source or "\\" in source:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"--model {ref!r}: no such file {str(path)!r}")
-        name = "cbam_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise UsageError(f"--model {ref!r}: {str(path)!r} cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        # The file's folder goes on sys.path so its sibling imports work, as with `python file.py`.
-        folder = str(path.resolve().parent)
-        added = folder not in sys.path
-        if added:
-            sys.path.insert(0, folder)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            raise UsageError(f"importing {str(path)!r} failed {describe_exception(exc)}") from exc
-        finally:
-            if added:
-                sys.path.remove(folder)
-        label = str(path)
+        module = _import_file(Path(source), ref)
+        label = source
     else:
         try:
             module = importlib.import_module(source)

@@ -26,14 +26,29 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         raise CheckFailedError(f"onnxsim failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not ok:
         raise CheckFailedError("onnxsim's check of the simplified model against the original failed")
+    copy_name_scopes(model, simplified)
     return simplified
+
+
+def copy_name_scopes(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
+    """Give ``target``'s nodes the dynamo exporter's module scopes of ``source``'s nodes of the same name.
+
+    Why: onnxsim and ONNX Runtime's quantizer drop nodes' metadata but keep their names, and
+    compare/localize.py reads the scopes to name the PyTorch module behind a diverging tensor.
+    """
+    keys = ("pkg.torch.onnx.name_scopes", "cbam_deploy.replaces")  # the second: set by optimize's rewrites
+    kept = {n.name: [p for p in n.metadata_props if p.key in keys] for n in source.graph.node}
+    for node in target.graph.node:
+        present = {p.key for p in node.metadata_props}
+        node.metadata_props.extend(p for p in kept.get(node.name, []) if p.key not in present)
 
 
 def check(model: onnx.ModelProto) -> onnx.ModelProto:
     """``onnx.checker`` with full check, then shape inference; returns the shape-inferred model."""
+    data = model.SerializeToString()  # once: a ResNet-50 is ~100 MB, and both calls would serialize it
     try:
-        onnx.checker.check_model(model, full_check=True)
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(data, full_check=True)
+        return onnx.shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise CheckFailedError(f"onnx.checker rejected the model: {str(exc).splitlines()[0]}") from exc
 
@@ -73,3 +88,15 @@ def specialized_axes(model: onnx.ModelProto, requested: dict[str, dict[int, str]
             if isinstance(dim, int):
                 found.append(f"{value['name']}[{axis}]={dim}")
     return found
+
+
+def ensure_node_names(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes unique names, in place: block lists, exclusion lists and rewrites work by name."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)

@@ -1,10 +1,17 @@
-"""``torch.onnx.export`` with the current (dynamo) exporter and named dynamic axes."""
+"""``torch.onnx.export`` with either of PyTorch's exporters and named dynamic axes.
+
+``torchscript`` (``dynamo=False``) traces the module with ``torch.jit.trace``; ``dynamo`` goes
+through ``torch.export``. Both produce the same operators on CBAM networks after onnxsim; the
+choice of default is measured in ``benchmarks/exporter_choice.py`` (see the README).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
+import re
 import warnings
 from typing import Iterator, Sequence
 
@@ -13,10 +20,10 @@ import torch
 from torch import nn
 
 from ..errors import CheckFailedError, UsageError
+from ..options import DEFAULT_EXPORTER, DEFAULT_OPSET, DYNAMIC_MODES, EXPORTERS, MIN_OPSET
 
-DYNAMIC_MODES = ("batch", "hw", "all", "none")
-DEFAULT_OPSET = 18
-MIN_OPSET = 18  # the dynamo exporter's minimum
+__all__ = ["DEFAULT_EXPORTER", "DEFAULT_OPSET", "DYNAMIC_MODES", "EXPORTERS", "MIN_OPSET", "dynamic_axes_for",
+           "export_to_onnx"]
 MAX_DIM = 4096
 
 
@@ -38,7 +45,7 @@ def dynamic_axes_for(mode: str, rank: int) -> dict[int, str]:
 def _quiet_exporter() -> Iterator[io.StringIO]:
     """The exporter logs warnings (e.g. torchvision not installed) that say nothing to our users."""
     captured = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.jit")]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
         warnings.simplefilter("ignore")
@@ -59,13 +66,37 @@ def export_to_onnx(
     output_names: Sequence[str],
     dynamic_axes: Sequence[dict[int, str]],
     opset: int = DEFAULT_OPSET,
+    exporter: str = DEFAULT_EXPORTER,
+    output_axes: Sequence[dict[int, str]] | None = None,
 ) -> onnx.ModelProto:
-    """Export an eval-mode model; ``dynamic_axes[i]`` names the dynamic axes of input ``i``.
+    """Export an eval-mode model whose outputs are a flat tuple of tensors (or one tensor).
 
-    Dynamic axes are traced with ``torch.export.Dim`` ranges; axes with the same name share one Dim.
+    ``dynamic_axes[i]`` names the dynamic axes of input ``i``; axes with the same name share one
+    size. ``output_axes[i]`` names output ``i``'s dynamic axes (the TorchScript exporter needs them
+    said; dynamo derives them).
     """
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
     if opset < MIN_OPSET:
-        raise UsageError(f"--opset {opset} is not supported by the current exporter; use {MIN_OPSET} or newer")
+        raise UsageError(f"--opset {opset} is not supported; use {MIN_OPSET} or newer")
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            if exporter == "dynamo":
+                return _dynamo(model, tuple(example_inputs), input_names, output_names, dynamic_axes, opset)
+            return _torchscript(model, tuple(example_inputs), input_names, output_names, dynamic_axes,
+                                output_axes or [{} for _ in output_names], opset)
+    except Exception as exc:  # the exporters raise many types; the message is what users need
+        raise CheckFailedError(f"torch.onnx.export ({exporter}) failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line that says what went wrong: dynamo wraps the cause as "<class 'X'>: message" below a banner."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    cause = next((line for line in lines if line.startswith("<class '")), None)
+    return cause or next((line for line in lines if line), type(exc).__name__)
+
+
+def _dynamo(model, inputs, input_names, output_names, dynamic_axes, opset) -> onnx.ModelProto:
     dims: dict[str, torch.export.Dim] = {}
     dynamic_shapes = []
     for axes in dynamic_axes:
@@ -75,14 +106,21 @@ def export_to_onnx(
                 dims[name] = torch.export.Dim(name, min=1 if axis == 0 else 8, max=MAX_DIM)
             spec[axis] = dims[name]
         dynamic_shapes.append(spec or None)
-    try:
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(
-                model, tuple(example_inputs), dynamo=True, opset_version=opset,
-                input_names=list(input_names), output_names=list(output_names),
-                dynamic_shapes=tuple(dynamic_shapes), optimize=True, verbose=False,
-            )
-    except Exception as exc:  # the exporter raises many types; the message is what users need
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CheckFailedError(f"torch.onnx.export failed: {first}") from exc
+    params = list(inspect.signature(model.forward).parameters.values())
+    shapes = tuple(dynamic_shapes)
+    if len(params) == 1 and params[0].kind is inspect.Parameter.VAR_POSITIONAL:  # forward(*inputs)
+        shapes = (shapes,)
+    program = torch.onnx.export(model, inputs, dynamo=True, opset_version=opset, input_names=list(input_names),
+                                output_names=list(output_names), dynamic_shapes=shapes,
+                                optimize=True, verbose=False)
     return program.model_proto
+
+
+def _torchscript(model, inputs, input_names, output_names, dynamic_axes, output_axes, opset) -> onnx.ModelProto:
+    axes = {n: dict(a) for n, a in zip(input_names, dynamic_axes) if a}
+    axes.update({n: dict(a) for n, a in zip(output_names, output_axes) if a})
+    buffer = io.BytesIO()
+    torch.onnx.export(model, inputs, buffer, dynamo=False, opset_version=opset, input_names=list(input_names),
+                      output_names=list(output_names), dynamic_axes=axes, do_constant_folding=True,
+                      verbose=False)
+    return onnx.load_from_string(buffer.getvalue())

@@ -1,10 +1,14 @@
 """Find CBAM-style attention in an ONNX graph, by pattern rather than by our module classes.
 
-A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``), directly
+A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``), directly,
+through view and broadcast ops (``Unsqueeze``, ``Expand``, ``Reshape``, ``Flatten``, ``Transpose``,
+``Tile``, ``Squeeze``: the CBAM authors write ``sigmoid(s).unsqueeze(2).unsqueeze(3).expand_as(x)``)
 or through a few Adds that combine gates (``x * ((1 + Mc) + Ms)``, as the ``parallel_gate_sum``
 rewrite writes ``parallel``). Its attention region is every node on a path from the gated tensor
-``x`` to the gate: ancestors of the multiplier that are not ancestors of ``x``. That covers the pooling, the channel MLP, the
-channel-wise mean/max, the spatial convs and the Sigmoid itself, for any CBAM implementation.
+``x`` to the gate: ancestors of the multiplier that are not ancestors of ``x``. That covers the
+pooling, the channel MLP (1x1 Conv, or Gemm/MatMul behind a Flatten/Reshape), the channel-wise
+mean/max, the spatial convs, the Sigmoid and the view ops, for any CBAM implementation.
+``x * sigmoid(x)`` (SiLU/Swish, everywhere in YOLO-style detectors) is an activation, not a gate.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import onnx
 
 
 _MAX_GATE_ADDS = 3
+_MAX_GATE_STEPS = 8
+# Ops that only move or broadcast the gate's values; their data input is input 0.
+_VIEW_OPS = frozenset({"Unsqueeze", "Squeeze", "Expand", "Reshape", "Flatten", "Transpose", "Tile", "Identity"})
 
 
 @dataclass
@@ -45,6 +52,23 @@ def _ancestors(tensor: str, producer: dict[str, onnx.NodeProto]) -> set[str]:
     return seen
 
 
+def _multiplier(gate_out: str, consumers: dict[str, list[onnx.NodeProto]]) -> str:
+    """The tensor the Mul reads: the gate after the view ops and gate-combining Adds that follow it."""
+    current, adds = gate_out, 0
+    for _ in range(_MAX_GATE_STEPS):
+        users = consumers.get(current, [])
+        if any(u.op_type == "Mul" for u in users) or len(users) != 1:
+            break
+        user = users[0]
+        if user.op_type in _VIEW_OPS and user.input[0] == current:
+            current = user.output[0]
+        elif user.op_type == "Add" and adds < _MAX_GATE_ADDS:
+            current, adds = user.output[0], adds + 1
+        else:
+            break
+    return current
+
+
 def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
     """Every sigmoid gate that multiplies a feature map, with the nodes that compute it."""
     graph = model.graph
@@ -53,35 +77,15 @@ def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
     for node in graph.node:
         if node.op_type != "Sigmoid":
             continue
-        gate_out = node.output[0]
-        # Follow single-consumer Adds (gate combinations) to the Mul that applies the gate.
-        multiplier = gate_out
-        for _ in range(_MAX_GATE_ADDS):
-            users = consumers.get(multiplier, [])
-            if len(users) == 1 and users[0].op_type == "Add":
-                multiplier = users[0].output[0]
-            else:
-                break
+        multiplier = _multiplier(node.output[0], consumers)
         muls = [c for c in consumers.get(multiplier, []) if c.op_type == "Mul"]
         gated = [i for m in muls for i in m.input if i != multiplier]
-        if not gated:
-            continue
+        if not gated or (multiplier == node.output[0] and set(gated) == {node.input[0]}):
+            continue  # no Mul, or x * sigmoid(x): an activation
         region = _ancestors(multiplier, producer) - set().union(*(_ancestors(x, producer) for x in gated))
         order = [n.name for n in graph.node if n.name in region]
         regions.append(AttentionRegion(node.name, gated[0], order))
     return regions
-
-
-def ensure_node_names(model: onnx.ModelProto) -> None:
-    """Give unnamed nodes unique names: block lists and exclusion lists work by name."""
-    used = {n.name for n in model.graph.node if n.name}
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            name = f"{node.op_type}_{i}"
-            while name in used:
-                name += "_"
-            node.name = name
-            used.add(name)
 
 
 def classifier_nodes(model: onnx.ModelProto) -> list[str]:

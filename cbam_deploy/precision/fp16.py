@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import onnx
 
 from ..errors import MissingDependencyError
-from .attention import ensure_node_names, find_attention_regions
+from ..onnx_export.graph import ensure_node_names
+from .attention import find_attention_regions
 
 ALWAYS_FP32_OPS = ("Sigmoid", "GlobalAveragePool", "GlobalMaxPool")
 

@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 
 from ..errors import CheckFailedError, UsageError
-from .attention import classifier_nodes, ensure_node_names, find_attention_regions, input_convs
+from ..onnx_export.graph import copy_name_scopes, ensure_node_names
+from .attention import classifier_nodes, find_attention_regions, input_convs
 
 
 @dataclass
@@ -53,6 +54,18 @@ class _Reader:
         return next(self._batches, None)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs through the root logger; silence it for the call, then restore it."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibration_label: str,
                   quantize_attention: bool = False, quantize_classifier: bool = False,
                   quantize_stem: bool = False) -> tuple[onnx.ModelProto, Int8Report]:
@@ -81,13 +94,12 @@ def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibratio
         for name in input_convs(model):
             report.excluded[name] = "stem convolution (reads the raw input)"
     input_name = model.graph.input[0].name
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet_root_logger(), \
             contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        logging.getLogger().setLevel(logging.ERROR)
         src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         onnx.save(model, src)
-        # Symbolic shape inference crashed on these graphs (DESIGN.md): skip it, keep the rest.
+        # Symbolic shape inference crashes on these opset-18 graphs: skip it, keep the rest.
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         names_after = {n.name for n in onnx.load(str(pre)).graph.node}
         excluded = [n for n in report.excluded if n in names_after]
@@ -101,6 +113,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibratio
         except Exception as exc:
             raise CheckFailedError(f"INT8 quantization failed: {str(exc).splitlines()[0]}") from exc
         quantized = onnx.load(str(dst))
+    copy_name_scopes(model, quantized)  # the quantizer drops them; localization reads them
     report.qdq_pairs = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
     nonzero = [t.name for t in quantized.graph.initializer if "zero_point" in t.name
                and np.any(onnx.numpy_helper.to_array(t) != 0)]

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 CLASSES = ("circle", "square", "triangle", "cross", "star")
 IMAGE_SIZE = 64
-DEFAULT_SEED = 2018  # CBAM's year
+from .config import DEFAULT_SEED
 SPLITS = {"train": 0, "heldout": 1}
 
 

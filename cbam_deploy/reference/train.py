@@ -13,27 +13,8 @@ from torch import nn
 
 from ..models import create_model
 from ..models.hosts import REFERENCE_MEAN, REFERENCE_STD
-from .dataset import CLASSES, DEFAULT_SEED, IMAGE_SIZE, generate, to_tensor_batch
-
-REFERENCE_ARCH = "resnet_mini"
-
-
-@dataclass
-class TrainConfig:
-    variant: str | None
-    arch: str = REFERENCE_ARCH
-    epochs: int = 32
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    train_count: int = 8000
-    heldout_count: int = 1000
-    seed: int = 0
-    data_seed: int = DEFAULT_SEED
-    threads: int = 2
-    ratio: int = 16
-    kernel_size: int = 7
-
+from .config import REFERENCE_ARCH, TrainConfig
+from .dataset import CLASSES, IMAGE_SIZE, generate, to_tensor_batch
 
 @dataclass
 class TrainResult:

@@ -1,41 +1,28 @@
 """A load generator for a Triton-served model: concurrent tritonclient clients (HTTP or gRPC), mixed
-batch sizes, every answer checked against expected outputs; and a ``cbam-serve`` process manager
-for tests and benchmarks (start on free loopback ports, wait until ready, stop, and prove no child
-process is left behind)."""
+batch sizes, a share of malformed requests mixed in (NaN, wrong shape, wrong dtype, wrong input
+name, batch over the maximum, a garbage body), every good answer checked against expected
+outputs, every malformed one expected to be refused with HTTP 400 / gRPC INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
+import collections
+import http.client
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CheckFailedError
+from .process import ServeProcess, free_ports  # noqa: F401  (re-exported: older callers import them here)
 
+MALFORMED_KINDS = ("nan", "wrong_shape", "wrong_dtype", "wrong_name", "batch_over_max", "garbage_body")
 _TRITON_DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64",
                   np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32"}
+REFUSED = {"http": "400", "grpc": "StatusCode.INVALID_ARGUMENT"}
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _client(protocol: str, url: str):
+def _client(protocol: str):
     if protocol == "http":
         import tritonclient.http as client
     else:
@@ -44,17 +31,49 @@ def _client(protocol: str, url: str):
 
 
 def infer_once(protocol: str, url: str, model: str, feed: Mapping[str, np.ndarray], outputs: Sequence[str],
-               connection=None) -> dict[str, np.ndarray]:
-    """One request; raises tritonclient's InferenceServerException on an error response."""
-    client = _client(protocol, url)
+               connection=None, raw: bytes | None = None) -> dict[str, np.ndarray]:
+    """One request; raises tritonclient's InferenceServerException on an error response. ``raw``
+    replaces the tensor bytes (a body that does not match the declared shape)."""
+    client = _client(protocol)
     conn = connection or client.InferenceServerClient(url=url)
     inputs = []
     for name, array in feed.items():
         item = client.InferInput(name, list(array.shape), _TRITON_DTYPES[array.dtype])
         item.set_data_from_numpy(array)
+        if raw is not None:
+            item._raw_content = raw  # noqa: SLF001  (no public way to send bytes that contradict the shape)
         inputs.append(item)
     result = conn.infer(model, inputs, outputs=[client.InferRequestedOutput(o) for o in outputs])
     return {o: result.as_numpy(o) for o in outputs}
+
+
+def malformed_feed(kind: str, good: Mapping[str, np.ndarray], max_batch_size: int) -> dict[str, np.ndarray]:
+    """A request that is wrong in one way (``kind``), built from a good one."""
+    name, array = next(iter(good.items()))
+    if kind == "nan":
+        bad = array.copy()
+        bad.flat[bad.size // 2] = np.nan
+        return {name: bad}
+    if kind == "wrong_shape":
+        return {name: np.ascontiguousarray(array[..., : max(array.shape[-2] // 2, 1), :])}
+    if kind == "wrong_dtype":
+        return {name: array.astype(np.float64 if array.dtype != np.float64 else np.float32)}
+    if kind == "wrong_name":
+        return {f"{name}_x": array}
+    if kind == "batch_over_max":
+        return {name: np.repeat(array[:1], max_batch_size + 1, axis=0)}
+    return dict(good)  # garbage_body: the body is replaced when sent
+
+
+def _send_garbage_http(url: str, model: str) -> str:
+    """POST a body that is not a Triton request; returns the HTTP status."""
+    conn = http.client.HTTPConnection(url, timeout=60)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body=b"\x00garbage{not json",
+                     headers={"Content-Type": "application/json"})
+        return str(conn.getresponse().status)
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -62,175 +81,173 @@ class LoadResult:
     protocol: str
     clients: int
     requests: int
-    seconds: float
-    latencies: list[float] = field(default_factory=list)
-    images: int = 0
-    errors: list[str] = field(default_factory=list)
-    mismatches: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    malformed_share: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # good requests answered
+    images: int = 0  # rows of good requests answered
+    errors: list[str] = field(default_factory=list)  # good requests that failed
+    mismatches: list[str] = field(default_factory=list)  # good answers beyond the tolerance
+    worst_error: float = 0.0
+    malformed: int = 0
+    accepted: list[str] = field(default_factory=list)  # malformed requests answered as if valid
+    statuses: collections.Counter = field(default_factory=collections.Counter)  # malformed: kind/status
+    tracebacks: int = 0  # error messages carrying a Python traceback
 
     @property
     def throughput(self) -> float:
-        """Images per second over the whole run."""
-        return self.images / self.seconds
+        """Good images per second over the whole run."""
+        return self.images / self.seconds if self.seconds else float("nan")
 
     def percentile_ms(self, q: float) -> float:
         return 1000 * float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
 
+    @property
+    def refused_otherwise(self) -> dict[str, int]:
+        """Malformed requests refused with something other than 400 / INVALID_ARGUMENT, by kind/status."""
+        return {k: v for k, v in self.statuses.items() if not k.endswith("/" + REFUSED[self.protocol])}
+
     def to_dict(self) -> dict[str, object]:
         return {"protocol": self.protocol, "clients": self.clients, "requests": self.requests,
-                "seconds": round(self.seconds, 3), "images_per_s": round(self.throughput, 1),
-                "requests_per_s": round(self.requests / self.seconds, 1), "p50_ms": round(self.percentile_ms(50), 2),
-                "p99_ms": round(self.percentile_ms(99), 2), "errors": len(self.errors), "mismatches": len(self.mismatches)}
+                "malformed_share": self.malformed_share, "seconds": round(self.seconds, 3),
+                "good": len(self.latencies) + len(self.errors), "good_failed": len(self.errors),
+                "good_mismatches": len(self.mismatches), "worst_scaled_error": float(f"{self.worst_error:.3g}"),
+                "malformed": self.malformed, "malformed_accepted": len(self.accepted),
+                "malformed_not_400": sum(self.refused_otherwise.values()), "tracebacks": self.tracebacks,
+                "images_per_s": round(self.throughput, 1), "p50_ms": round(self.percentile_ms(50), 2),
+                "p99_ms": round(self.percentile_ms(99), 2), "statuses": dict(sorted(self.statuses.items()))}
+
+
+def _status(exc: Exception) -> tuple[str, str]:
+    status = getattr(exc, "status", None)
+    message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+    return str(status() if callable(status) else status), str(message)
+
+
+class _Worker:
+    """One client thread's requests (shared result under a lock)."""
+
+    def __init__(self, run: "_Run", index: int) -> None:
+        self.run, self.index = run, index
+        self.rng = np.random.default_rng(run.seed + index)
+        self.conn = _client(run.protocol).InferenceServerClient(url=run.url)
+
+    def good(self, k: int) -> None:
+        run = self.run
+        n = run.batch_sizes[(self.index + k) % len(run.batch_sizes)]
+        pick = self.rng.integers(0, run.rows, size=n)
+        feed = {name: np.ascontiguousarray(array[pick]) for name, array in run.pool.items()}
+        t0 = time.perf_counter()
+        try:
+            got = infer_once(run.protocol, run.url, run.model, feed, run.outputs, connection=self.conn)
+        except Exception as exc:  # a good request refused or failed: counted, never hidden
+            status, message = _status(exc)
+            with run.lock:
+                run.result.errors.append(f"client {self.index} request {k}: {status} {message.splitlines()[0]}")
+                run.result.tracebacks += "Traceback" in message
+            return
+        elapsed = time.perf_counter() - t0
+        problems = []
+        for o in run.outputs:
+            want = run.expected[o][pick]
+            if got[o].shape != want.shape:
+                problems.append(f"{o}: shape {list(got[o].shape)}, expected {list(want.shape)}")
+                continue
+            error = scaled_error(got[o], want)
+            run.note_error(error)
+            if not error <= run.tolerance:  # NaN counts as a mismatch
+                problems.append(f"{o}: scaled error {error:.2e} > {run.tolerance:g}")
+        with run.lock:
+            run.result.latencies.append(elapsed)
+            run.result.images += n
+            if problems:
+                run.result.mismatches.append(f"client {self.index} request {k}: {'; '.join(problems)}")
+
+    def malformed(self, k: int, kind: str) -> None:
+        run = self.run
+        pick = self.rng.integers(0, run.rows, size=1)
+        good = {name: np.ascontiguousarray(array[pick]) for name, array in run.pool.items()}
+        feed = malformed_feed(kind, good, run.max_batch_size)
+        message = ""
+        try:
+            if kind == "garbage_body" and run.protocol == "http":
+                status = _send_garbage_http(run.url, run.model)
+            else:
+                infer_once(run.protocol, run.url, run.model, feed, run.outputs, connection=self.conn,
+                           raw=b"\x07" * 7 if kind == "garbage_body" else None)
+                status = "answered"
+        except Exception as exc:  # the expected outcome: an error response
+            status, message = _status(exc)
+        with run.lock:
+            run.result.malformed += 1
+            run.result.statuses[f"{kind}/{status}"] += 1
+            run.result.tracebacks += "Traceback" in message
+            if status.startswith("2") or status == "answered":
+                run.result.accepted.append(f"client {self.index} request {k}: {kind} answered as valid")
+
+    def __call__(self) -> None:
+        run = self.run
+        run.gate.wait()
+        kinds = run.kinds
+        for k in range(run.requests_per_client):
+            if run.malformed_share and self.rng.random() < run.malformed_share:
+                self.malformed(k, kinds[(self.index + k) % len(kinds)])
+            else:
+                self.good(k)
+        self.conn.close()
+
+
+@dataclass
+class _Run:
+    url: str
+    model: str
+    protocol: str
+    pool: Mapping[str, np.ndarray]
+    expected: Mapping[str, np.ndarray]
+    tolerance: float
+    clients: int
+    requests_per_client: int
+    batch_sizes: Sequence[int]
+    malformed_share: float
+    max_batch_size: int
+    kinds: Sequence[str]
+    seed: int
+    result: LoadResult
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: threading.Barrier | None = None
+
+    def __post_init__(self) -> None:
+        self.outputs = list(self.expected)
+        self.rows = len(next(iter(self.pool.values())))
+        self.gate = threading.Barrier(self.clients + 1)
+
+    def note_error(self, error: float) -> None:
+        with self.lock:
+            self.result.worst_error = max(self.result.worst_error, error)
+
+
+def scaled_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max |want|: the error relative to the output's scale."""
+    return float(np.abs(got.astype(np.float64) - want).max() / max(float(np.abs(want).max()), 1e-12))
 
 
 def run_load(url: str, model: str, *, pool: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
-             check: Callable[[np.ndarray, np.ndarray], str | None], clients: int = 8, requests_per_client: int = 100,
-             batch_sizes: Sequence[int] = (1, 2, 4), protocol: str = "http", seed: int = 0) -> LoadResult:
-    """``clients`` threads each send ``requests_per_client`` requests of rows drawn from ``pool``
-    (batch sizes cycling through ``batch_sizes``); each answer is compared with the same rows of
-    ``expected`` by ``check`` (returns a failure message or None)."""
-    client = _client(protocol, url)
-    outputs = list(expected)
-    rows = len(next(iter(pool.values())))
-    result = LoadResult(protocol, clients, clients * requests_per_client, 0.0)
-    lock = threading.Lock()
-    start_gate = threading.Barrier(clients + 1)
-
-    def worker(index: int) -> None:
-        rng = np.random.default_rng(seed + index)
-        conn = client.InferenceServerClient(url=url)
-        start_gate.wait()
-        for k in range(requests_per_client):
-            n = batch_sizes[(index + k) % len(batch_sizes)]
-            pick = rng.integers(0, rows, size=n)
-            feed = {name: np.ascontiguousarray(array[pick]) for name, array in pool.items()}
-            t0 = time.perf_counter()
-            try:
-                got = infer_once(protocol, url, model, feed, outputs, connection=conn)
-            except Exception as exc:  # an error response is a failed request, counted and reported
-                with lock:
-                    result.errors.append(f"client {index} request {k}: {str(exc).splitlines()[0]}")
-                continue
-            elapsed = time.perf_counter() - t0
-            problems = [f"{o}: {msg}" for o in outputs if (msg := check(got[o], expected[o][pick])) is not None]
-            with lock:
-                result.latencies.append(elapsed)
-                result.images += n
-                if problems:
-                    result.mismatches.append(f"client {index} request {k}: {'; '.join(problems)}")
-        conn.close()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+             tolerance: float = 1e-4, clients: int = 8,
+             requests_per_client: int = 100, batch_sizes: Sequence[int] = (1, 2, 4), protocol: str = "http",
+             seed: int = 0, malformed_share: float = 0.0, max_batch_size: int = 8,
+             kinds: Sequence[str] = MALFORMED_KINDS) -> LoadResult:
+    """``clients`` threads each send ``requests_per_client`` requests: good ones of rows drawn from
+    ``pool`` (batch sizes cycling through ``batch_sizes``), compared with the same rows of
+    ``expected`` (``scaled_error`` within ``tolerance``; the worst is reported), and, with probability ``malformed_share``, a malformed one (``kinds`` in turn)."""
+    result = LoadResult(protocol, clients, clients * requests_per_client, malformed_share=malformed_share)
+    run = _Run(url, model, protocol, pool, expected, tolerance, clients, requests_per_client, tuple(batch_sizes),
+               malformed_share, max_batch_size, tuple(kinds), seed, result)
+    threads = [threading.Thread(target=_Worker(run, i), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
-    start_gate.wait()
+    assert run.gate is not None
+    run.gate.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc; Linux)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-class ServeProcess:
-    """``cbam-serve`` in a subprocess on free loopback ports; ``stop()`` sends SIGINT (Ctrl-C)."""
-
-    def __init__(self, model_dir: str | Path, *args: str, log: str | Path | None = None) -> None:
-        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        self.model_dir = Path(model_dir)
-        self.args = list(args)
-        self.log_path = Path(log) if log else None
-        self.process: subprocess.Popen | None = None
-        self.children: set[int] = set()
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def start(self, timeout: float = 180.0) -> "ServeProcess":
-        import tritonclient.http as http
-
-        command = [sys.executable, "-m", "cbam_deploy.cli.serve", str(self.model_dir), "--http-port",
-                   str(self.http_port), "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port),
-                   *self.args]
-        out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-        client = http.InferenceServerClient(url=self.http_url)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise CheckFailedError(f"cbam-serve exited with {self.process.returncode} before it was ready"
-                                       + (f" (log: {self.log_path})" if self.log_path else ""))
-            try:
-                if client.is_server_ready() and client.is_model_ready(self.model_dir.name):
-                    self.children = _descendants(self.process.pid)
-                    return self
-            except Exception:  # not listening yet
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise CheckFailedError(f"cbam-serve was not ready within {timeout:.0f}s")
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """Ctrl-C, wait for a clean exit; returns the exit code (kills and raises if it hangs)."""
-        assert self.process is not None
-        self.children |= _descendants(self.process.pid)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                for pid in self.children:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                raise CheckFailedError(f"cbam-serve did not stop within {timeout:.0f}s of SIGINT") from None
-        return self.process.returncode
-
-    def leftover_children(self, grace: float = 10.0) -> list[int]:
-        """Child processes (tritonserver, the Python stub) still alive after stop()."""
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            left = sorted(pid for pid in self.children if _alive(pid))
-            if not left:
-                return []
-            time.sleep(0.2)
-        return left
-
-    def __enter__(self) -> "ServeProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()

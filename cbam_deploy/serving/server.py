@@ -1,41 +1,40 @@
-"""``cbam-serve``'s engine: a real Triton Inference Server (PyTriton's bundled ``tritonserver``) with
-a cbam-deploy runner behind it, dynamic batching on by default.
+"""``cbam-serve``'s engine: a real Triton Inference Server (the ``tritonserver`` the nvidia-pytriton
+wheel carries) serving an exported model through ``serving.triton_model``, dynamic batching on.
 
-PyTriton starts ``tritonserver`` and a Python stub as child processes; requests reach
-``infer`` below in batches the dynamic batcher assembled. A request the runner rejects (wrong
-shape, NaN) gets an error response; the server keeps serving.
+Every request is checked on its own inside the batch Triton assembled; a malformed one gets its
+own HTTP 400 / gRPC INVALID_ARGUMENT and the good ones beside it are answered as if it were not
+there (``serving.executor``). Requests Triton itself can judge (input names, dtypes, fixed dims,
+batch over ``max_batch_size``, an unreadable body) are refused by Triton with a 400 before any
+batch is formed.
+
+Stopping (SIGTERM, SIGINT, Ctrl-C, ``stop_event``): Triton's readiness goes false, in-flight
+requests finish, Triton and its stub exit, the temporary folder is removed; ``serve`` returns
+normally (exit 0). A second signal kills Triton at once and raises ``Interrupted``.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
+import shutil
 import signal
-import sysconfig
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from ..errors import EXIT_SIGINT, EXIT_SIGTERM, EnvironmentProblem, Interrupted, MissingDependencyError, UsageError
+from .executor import open_model
+from .options import DEFAULT_EXIT_TIMEOUT_S, DEFAULT_QUEUE_DELAY_US, SERVE_BACKENDS
+from .triton_config import DEFAULT_MAX_BATCH, build_config, to_text
+from .triton_process import (TritonProcess, prepare_backends, triton_distribution, triton_environment,
+                             workspace_folder)
 
-from ..errors import MissingDependencyError, UsageError
-from ..model_dir import ExportedModel
-from .triton_config import DEFAULT_MAX_BATCH, preferred_batch_sizes
-
-BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
-
-
-def interpreter_library_path() -> None:
-    """Put the running interpreter's lib folder first on LD_LIBRARY_PATH (inherited by Triton's
-    Python stub). Why: without it the stub can load the system's libpython instead of ours and
-    fails with "'_thread.RLock' object has no attribute '_recursion_count'"."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if not libdir:
-        return
-    current = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    if not current or current[0] != libdir:
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *[p for p in current if p != libdir]])
+BACKENDS = SERVE_BACKENDS
+_SIGNALS = {signal.SIGINT: ("SIGINT", EXIT_SIGINT), signal.SIGTERM: ("SIGTERM", EXIT_SIGTERM)}
 
 
 @dataclass
@@ -47,96 +46,148 @@ class ServeOptions:
     metrics_port: int = 8002
     max_batch_size: int = DEFAULT_MAX_BATCH
     dynamic_batching: bool = True
-    max_queue_delay_us: int = 500
+    max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
     threads: int | None = None
     instances: int = 1
     log_verbose: int = 0
     optimized_cache: str | None = None
+    exit_timeout_s: int = DEFAULT_EXIT_TIMEOUT_S  # in-flight requests get this long to finish when told to stop
+    startup_timeout_s: float = 600.0
 
 
-def _open(model_dir: str | Path, options: ServeOptions):
-    """(model name, ExportedModel for the I/O signature, runner)."""
-    if options.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {options.backend!r}; valid: {', '.join(BACKENDS)}")
-    if options.backend == "tensorrt":  # a cbam-build folder: NAME_trt/1/model.plan (+ sidecar naming its ONNX)
-        from ..backends.tensorrt import read_sidecar
-        from ..backends.tensorrt.runner import TensorRTRunner
+def write_repository(model_dir: str | Path, options: ServeOptions, repository: Path) -> str:
+    """``repository/NAME/{config.pbtxt, 1/model.py}``: a Python-backend model running our executor."""
+    name, model, _ = open_model(model_dir, options.backend)
+    config = build_config(name, model.signature, max_batch_size=options.max_batch_size,
+                          instance_count=options.instances, instance_kind="KIND_CPU",
+                          max_queue_delay_us=options.max_queue_delay_us, metadata=model.metadata)
+    config.ClearField("platform")
+    config.ClearField("default_model_filename")
+    config.backend = "python"
+    if not options.dynamic_batching:
+        config.ClearField("dynamic_batching")
+    served = {"model": str(Path(model_dir).resolve()), "backend": options.backend,
+              "threads": str(options.threads or ""), "optimized_cache": options.optimized_cache or ""}
+    for key, value in served.items():
+        config.parameters[f"cbam_deploy.serve.{key}"].string_value = value
+    version = repository / name / "1"
+    version.mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(to_text(config))
+    shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
+    return name
 
-        plan = Path(model_dir) / "1" / "model.plan"
-        if not plan.is_file():
-            raise UsageError(f"--backend tensorrt serves a cbam-build folder: no {plan}")
-        source = read_sidecar(plan).extra.get("source_onnx")
-        return Path(model_dir).name, ExportedModel.open(source), TensorRTRunner(plan)
-    from ..backends.onnxruntime import OnnxRuntimeRunner
 
-    model = ExportedModel.open(model_dir)
-    runner = OnnxRuntimeRunner(model.onnx_path, provider=options.backend.split("-", 1)[1], threads=options.threads,
-                               spinning=False, optimized_cache=options.optimized_cache)
-    return model.name, model, runner
+def _command(dist: Path, workspace: Path, options: ServeOptions, shm_prefix: str) -> list[str]:
+    return [str(dist / "bin" / "tritonserver"), f"--model-repository={workspace / 'models'}",
+            f"--backend-directory={prepare_backends(dist, workspace)}", "--disable-auto-complete-config",
+            f"--http-address={options.host}", f"--http-port={options.http_port}",
+            f"--grpc-address={options.host}", f"--grpc-port={options.grpc_port}",
+            f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            f"--exit-timeout-secs={options.exit_timeout_s}", f"--log-verbose={options.log_verbose}",
+            f"--log-info={'true' if options.log_verbose else 'false'}"]
 
 
-def _pytriton():
-    interpreter_library_path()
+def _model_ready(options: ServeOptions, name: str) -> bool:
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
     try:
-        from pytriton.decorators import batch
-        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
-    except ImportError:
-        raise MissingDependencyError("cbam-serve needs PyTriton (it carries the tritonserver binary): "
-                                     "pip install 'cbam-deploy[serve]' (Linux, glibc 2.35 or newer)") from None
-    return batch, DynamicBatcher, ModelConfig, Tensor, Triton, TritonConfig
+        with urllib.request.urlopen(f"http://{host}:{options.http_port}/v2/models/{name}/ready", timeout=2) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class _Signals:
+    """SIGINT/SIGTERM while serving: the first asks for an orderly stop, a second kills Triton now."""
+
+    def __init__(self, stop_event: threading.Event) -> None:
+        self.stop_event = stop_event
+        self.received: list[int] = []
+        self.triton: TritonProcess | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in _SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        self.stop_event.set()
+        if len(self.received) > 1 and self.triton is not None:
+            self.triton.kill_now()  # the forced exit: no more waiting (reaped by the main flow)
+
+    def forced(self) -> Interrupted | None:
+        if len(self.received) < 2:
+            return None
+        name, code = _SIGNALS[signal.Signals(self.received[-1])]
+        return Interrupted(name, code)
+
+
+def _wait_until_ready(triton: TritonProcess, options: ServeOptions, name: str, stop_event: threading.Event) -> bool:
+    """True once the model answers ready; False when told to stop first; raises if Triton dies."""
+    deadline = time.monotonic() + options.startup_timeout_s
+    while not stop_event.is_set():
+        if not triton.alive():
+            raise EnvironmentProblem(f"Triton Inference Server did not start: {triton.reason()}")
+        if _model_ready(options, name):
+            return True
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"Triton Inference Server was not ready within {options.startup_timeout_s:.0f}s")
+        stop_event.wait(0.2)
+    return False
+
+
+def _check_backend(backend: str, workspace: Path) -> None:
+    """Before any port opens: a missing provider, library or GPU, in one line (exit 3).
+
+    The probe may import ONNX Runtime, which writes a telemetry file (``.ses``) into $TMPDIR as it
+    loads: TMPDIR points into our folder meanwhile, so that file goes with it."""
+    from ..backends import backend_problem
+
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(workspace / "tmp")
+    try:
+        problem = backend_problem(backend)
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+    if problem:
+        raise MissingDependencyError(f"--backend {backend} cannot run here: {problem}")
 
 
 def serve(model_dir: str | Path, options: ServeOptions, *, on_ready: Callable[[str], None] | None = None,
           stop_event: threading.Event | None = None) -> None:
-    """Serve ``model_dir`` until Ctrl-C, SIGTERM or ``stop_event``; Triton and its stub are stopped
-    before returning."""
-    batch, DynamicBatcher, ModelConfig, Tensor, Triton, TritonConfig = _pytriton()
-    name, model, runner = _open(model_dir, options)
-    runner.__enter__()  # a missing provider or a bad plan fails here, before any port is opened
-    specs = runner.input_specs()
-    batched = all(s.shape and not isinstance(s.shape[0], int) for s in specs) and options.max_batch_size > 0
-
-    def dims(shape) -> tuple[int, ...]:
-        body = shape[1:] if batched else shape
-        return tuple(d if isinstance(d, int) and d > 0 else -1 for d in body)
-
-    outputs = {o["name"]: o for o in model.signature["outputs"]}
-    inputs = [Tensor(name=s.name, dtype=s.dtype.type, shape=dims(s.shape)) for s in specs]
-    out_tensors = [Tensor(name=name, dtype=np.dtype(str(outputs[name]["dtype"])).type, shape=dims(outputs[name]["shape"]))
-                   for name in runner.output_names()]
-
-    def infer_batch(**feed: np.ndarray) -> dict[str, np.ndarray]:
-        return runner.infer(feed)
-
-    def infer_requests(requests) -> list[dict[str, np.ndarray]]:  # a static batch axis: one request at a time
-        return [runner.infer(dict(r.data)) for r in requests]
-
-    infer = batch(infer_batch) if batched else infer_requests
-    batcher = (DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us,
-                              preferred_batch_size=preferred_batch_sizes(options.max_batch_size))
-               if batched and options.dynamic_batching else None)
-    config = ModelConfig(batching=batched, max_batch_size=options.max_batch_size if batched else 0, batcher=batcher)
-    triton_config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
-                                 grpc_port=options.grpc_port, metrics_address=options.host,
-                                 metrics_port=options.metrics_port, log_verbose=options.log_verbose)
-    logging.getLogger("pytriton").setLevel(logging.WARNING)
+    """Serve ``model_dir`` until SIGINT, SIGTERM or ``stop_event``; returns once Triton, its stub
+    and the temporary folder are gone."""
+    if options.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {options.backend!r}; valid: {', '.join(BACKENDS)}")
     stop_event = stop_event or threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set()) if threading.current_thread() is threading.main_thread() else None
-    try:
-        with Triton(config=triton_config) as triton:
-            triton.bind(model_name=name, infer_func=[infer] * options.instances, inputs=inputs,
-                        outputs=out_tensors, config=config, strict=True)
-            triton.run()
-            if on_ready:
+    dist = triton_distribution()
+    shm_prefix = f"cbam-serve-{os.getpid()}-{os.urandom(3).hex()}-"
+    with _Signals(stop_event) as signals, workspace_folder() as workspace:
+        _check_backend(options.backend, workspace)
+        name = write_repository(model_dir, options, workspace / "models")
+        triton = TritonProcess(_command(dist, workspace, options, shm_prefix), triton_environment(dist, workspace), shm_prefix)
+        signals.triton = triton
+        try:
+            if _wait_until_ready(triton, options, name, stop_event) and on_ready:
                 on_ready(name)
-            try:
-                while not stop_event.wait(0.5):
-                    if not triton.is_alive():
-                        raise UsageError("Triton Inference Server stopped unexpectedly (see its log above)")
-            except KeyboardInterrupt:
-                pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        runner.__exit__(None, None, None)
+            while not stop_event.wait(0.5):
+                if not triton.alive():
+                    raise EnvironmentProblem(f"Triton Inference Server stopped unexpectedly: {triton.reason()}")
+        finally:
+            # Triton gets its exit timeout for in-flight requests, plus time to unload; then it is killed.
+            stopped = triton.stop(grace=options.exit_timeout_s + 3)
+        forced = signals.forced()
+        if forced is not None:
+            raise forced
+        if not stopped:
+            raise EnvironmentProblem(f"Triton Inference Server did not stop within {options.exit_timeout_s + 3}s "
+                                     "of SIGTERM and was killed")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cbam_deploy import create_model
+from cbam_deploy import create_model, list_hosts, list_variants
 from cbam_deploy.cli.export import main
 
 
@@ -71,11 +71,39 @@ def test_real_process_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "cbam-export: error: unknown variant 'nope'; valid: original, dual_bn, deep_spatial, parallel"]
+        f"cbam-export: error: unknown variant 'nope'; valid: {', '.join(list_variants())}"]
 
 
 def test_list_shows_variants_and_hosts(capsys):
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    for name in ("original", "dual_bn", "deep_spatial", "parallel", "resnet_mini", "resnet50", "cbam"):
+    for name in (*list_variants(), *list_hosts()):
         assert name in out
+
+
+def test_help_imports_neither_torch_nor_onnx():
+    code = ("import sys; from cbam_deploy.cli.export import build_parser; text = build_parser().format_help(); "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules]; "
+            "assert not heavy, heavy; assert '--exporter' in text and '--parity-shape' in text")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("variant", ["none", None])
+def test_plain_host_is_variant_none_in_the_cli_and_none_in_the_api(tmp_path, capsys, variant):
+    import json
+
+    from cbam_deploy.api.export import BuiltinSource, ExportOptions, export_source
+
+    if variant == "none":
+        assert main(["--arch", "resnet18", "--variant", "none", "--input-shape", "1x3x32x32", "--name", "m",
+                     "--out", str(tmp_path / "models"), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        meta, name = report["metadata"], "m"
+    else:
+        result = export_source(BuiltinSource(arch="resnet18", variant=None, input_shape=(1, 3, 32, 32)),
+                               ExportOptions(out=tmp_path / "models"))
+        meta, name = result.metadata, result.name
+        assert name == "plain_resnet18"
+    assert meta["variant"] == "none" and meta["model_spec"]["variant"] is None
+    assert "Sigmoid" not in (json.loads((tmp_path / "models" / name / "export.json").read_text())["ops"]["after_optimize"])

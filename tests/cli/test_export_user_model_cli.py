@@ -78,7 +78,7 @@ def test_foreign_cbam_network_exports_with_parity(tmp_path, capsys, example):
 
     # cbam-validate rebuilds the eager model by importing the user's factory and checkpoint again.
     capsys.readouterr()
-    assert validate_main([str(out / example), "--precisions", "fp32,fp16", "--backends", "onnxruntime-cpu",
+    assert validate_main([str(out / example), "--trust-model-code", "--precisions", "fp32,fp16", "--backends", "onnxruntime-cpu",
                           "--batch-sizes", "1,2"]) == 0, capsys.readouterr().err
 
 

@@ -20,7 +20,7 @@ def reference_model(tmp_path_factory):
 
 
 def test_all_onnxruntime_precisions_pass_and_absent_backends_are_skipped(reference_model, tmp_path):
-    code = validate_main([str(reference_model), "--json", str(tmp_path / "v.json"), "--markdown", str(tmp_path / "v.md"),
+    code = validate_main([str(reference_model), "--json-out", str(tmp_path / "v.json"), "--markdown", str(tmp_path / "v.md"),
                           "--accuracy-count", "500"])
     assert code == 0
     cells = json.loads((tmp_path / "v.json").read_text())["cells"]
@@ -45,21 +45,24 @@ def test_corrupted_model_fails_naming_the_cell(reference_model, tmp_path, capsys
     weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
     (tmp_path / "bad" / "1").mkdir(parents=True)
     onnx.save(model, tmp_path / "bad" / "1" / "model.onnx")
+    # --no-verify: the folder is hand-made (no export.json to check the file against).
     code = validate_main([str(tmp_path / "bad"), "--precisions", "fp32", "--backends", "onnxruntime-cpu",
-                          "--accuracy-count", "100"])
+                          "--accuracy-count", "100", "--no-verify"])
     err = capsys.readouterr().err
     assert code == 1
     assert "failed: onnxruntime-cpu fp32 (" in err and "scaled error" in err
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--precisions", "fp8"], "unknown precision fp8"),
-    (["--backends", "tpu"], "unknown backend tpu"),
-    (["--batch-sizes", "0"], "must be positive"),
+    (["--precisions", "fp8"], "--precisions 'fp8': unknown fp8; valid: fp32, fp16, int8"),
+    (["--backends", "tpu"], "--backends 'tpu': unknown tpu"),
+    (["--batch-sizes", "0"], "--batch-sizes '0': every value must be a positive integer"),
+    (["--accuracy-count", "0"], "--accuracy-count: '0' is not a positive integer"),
 ])
 def test_bad_options(reference_model, capsys, args, message):
     assert validate_main([str(reference_model), *args]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
 def test_missing_model(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The four variants against VARIANTS.md, written independently with torch.nn.functional, and
+"""The four variants against docs/variants.md, written independently with torch.nn.functional, and
 against the seed's own module code (state_dict keys, strict loading, outputs)."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def spatial_stack(d, sd, p, k):
 
 
 def functional_reference(variant: str, x: torch.Tensor, sd: dict, k: int) -> torch.Tensor:
-    """VARIANTS.md, restated with functional ops (no module code shared with the package)."""
+    """docs/variants.md, restated with functional ops (no module code shared with the package)."""
     avg, mx = F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)
     if variant == "parallel":
         mc = torch.sigmoid(mlp(avg, sd, "ca.fc.", True) + mlp(mx, sd, "ca.fc.", True))

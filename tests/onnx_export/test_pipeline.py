@@ -1,5 +1,6 @@
-"""cbam-export end to end: zero BatchNormalization nodes, parity re-checked here independently of
-the pipeline's own parity code, metadata, atomic writes."""
+"""The export end to end (``cbam_deploy.export`` and cbam-export): zero BatchNormalization nodes,
+parity re-checked here independently of the export's own parity code, metadata, atomic writes, the
+choice of exporter and the FP32 gate that adapts to the model's float32 floor."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from cbam_deploy import create_model, export_model
+from cbam_deploy import create_model, export, list_variants
 from cbam_deploy.cli.export import main as export_main
 from cbam_deploy.errors import CheckFailedError, UsageError
 from cbam_deploy.onnx_export import read_metadata
-from tests.conftest import VARIANTS, randomize_batchnorm
+from cbam_deploy.options import EXPORTERS
+from tests.conftest import randomize_batchnorm
 from tests.seed_modules import build_seed_cbam
 
 # Shares the session-wide exports (tests/conftest.py) with the other module of this group.
@@ -48,7 +50,7 @@ def export_cli(tmp_path: Path, *args: str, capsys=None) -> dict:
 
 
 @pytest.mark.parametrize("arch", ["cbam", "resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", list_variants())
 def test_export_has_no_batchnorm_and_matches_eager_at_batch_3(variant, arch, exported_host):
     exported = exported_host(arch, variant)
     model, report, shape = exported.model, exported.report, exported.shape
@@ -63,7 +65,7 @@ def test_export_has_no_batchnorm_and_matches_eager_at_batch_3(variant, arch, exp
     assert scaled_error(ort_run(onnx_path, x), ref) < 1e-4
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", list_variants())
 def test_dynamic_all_holds_at_another_resolution(variant, tmp_path, capsys):
     ckpt, model = checkpoint(tmp_path, "resnet18", variant)
     report = export_cli(tmp_path, "--arch", "resnet18", "--variant", variant, "--weights", str(ckpt),
@@ -78,7 +80,7 @@ def test_dynamic_all_holds_at_another_resolution(variant, tmp_path, capsys):
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", list_variants())
 def test_checkpoint_from_seed_code_exports_and_matches_the_seed_module(variant, tmp_path, capsys):
     seed = randomize_batchnorm(build_seed_cbam(variant, 64, kernel_size=7), seed=5).eval()
     torch.save(seed.state_dict(), tmp_path / "seed.pt")
@@ -123,36 +125,36 @@ class ExportsDifferently(torch.nn.Module):
 
 def test_parity_failure_raises_says_by_how_much_and_writes_nothing(tmp_path):
     with pytest.raises(CheckFailedError, match=r"scaled error 0.01 > 0.0001 \(100.0x the tolerance\)"):
-        export_model(ExportsDifferently().eval(), (torch.randn(1, 3, 16, 16),), name="bad", out=tmp_path)
+        export(ExportsDifferently().eval(), (torch.randn(1, 3, 16, 16),), name="bad", out=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_model_needs_force_and_force_replaces_it(tmp_path):
     model = create_model("cbam", "original", channels=32).eval()
-    first = export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
+    first = export(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
     with pytest.raises(UsageError, match="already exists; pass --force"):
-        export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
-    second = export_model(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path, force=True)
+        export(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path)
+    second = export(model, (torch.randn(1, 32, 8, 8),), name="m", out=tmp_path, force=True)
     assert second.onnx_path.exists() and first.onnx_path == second.onnx_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 def test_interrupt_mid_export_leaves_nothing(tmp_path, monkeypatch):
-    import cbam_deploy.onnx_export.pipeline as pipeline
+    import cbam_deploy.api.export_parity as parity
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_parity", interrupted)
+    monkeypatch.setattr(parity, "run_onnxruntime", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_model(create_model("cbam", "original", channels=32).eval(), (torch.randn(1, 32, 8, 8),),
+        export(create_model("cbam", "original", channels=32).eval(), (torch.randn(1, 32, 8, 8),),
                      name="m", out=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_training_mode_model_is_refused(tmp_path):
     with pytest.raises(UsageError, match="training mode"):
-        export_model(create_model("cbam", "original", channels=32), (torch.randn(2, 32, 8, 8),), name="m", out=tmp_path)
+        export(create_model("cbam", "original", channels=32), (torch.randn(2, 32, 8, 8),), name="m", out=tmp_path)
 
 
 def test_tolerance_override_is_explicit_and_recorded(tmp_path, capsys):
@@ -162,4 +164,57 @@ def test_tolerance_override_is_explicit_and_recorded(tmp_path, capsys):
     report = json.loads(captured.out)
     assert report["parity"]["tolerance"]["max_scaled_error"] == 1e-3
     assert "set to 0.001 by the caller (table: 0.0001)" in captured.err
+    assert report["parity"]["gate"]["source"] == "caller"
     assert export_main([*args, "--max-scaled-error", "0", "--force"]) == 2
+
+
+class SlightlyOff(torch.nn.Module):
+    """Eager and the exported graph differ by a relative ``error``: a stand-in for float32 rounding
+    (small) or a wrong graph (large)."""
+
+    def __init__(self, error: float):
+        super().__init__()
+        self.error = error
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y * (1 + self.error) if torch.onnx.is_in_onnx_export() else y
+
+
+def test_fp32_gate_adapts_to_the_float32_floor_and_reports_both(tmp_path, monkeypatch):
+    import cbam_deploy.compare.conditioning as conditioning
+    from cbam_deploy.compare.tolerances import FLOOR_MULTIPLE
+
+    # A network float32 cannot resolve better than 1e-4: 2e-4 between two float32 computations is honest.
+    monkeypatch.setattr(conditioning, "float32_floor", lambda module, feeds, input_names=None: 1e-4)
+    report = export(SlightlyOff(2e-4).eval(), (torch.randn(1, 3, 16, 16),), name="m", out=tmp_path)
+    gate = report.to_dict()["parity"]["gate"]
+    assert report.passed and gate["table"] == 1e-4 and gate["float32_floor"] == 1e-4
+    assert gate["gate"] == pytest.approx(FLOOR_MULTIPLE * 1e-4) and gate["source"] == "float32 floor"
+
+
+@pytest.mark.parametrize("error", [2e-4, 1e-2])
+def test_fp32_gate_negative_control_a_wrong_graph_still_fails(tmp_path, error):
+    # The model's real floor (a single conv: ~1e-7) leaves the gate at the table's 1e-4.
+    with pytest.raises(CheckFailedError, match=r"parity against eager failed.*float32 floor"):
+        export(SlightlyOff(error).eval(), (torch.randn(1, 3, 16, 16),), name="bad", out=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("variant", list_variants())
+def test_both_exporters_give_the_same_graph_dynamic_and_global(variant, exporter, tmp_path):
+    model = randomize_batchnorm(create_model("cbam", variant, channels=32), seed=3, gamma=(0.2, 0.6)).eval()
+    report = export(model, (torch.randn(1, 32, 16, 16),), name="m", out=tmp_path, dynamic="all", exporter=exporter)
+    assert report.passed and report.metadata["exporter"] == exporter
+    ops = report.ops_after_simplify
+    assert "BatchNormalization" not in ops and "AveragePool" not in ops  # global pooling stayed global
+    assert any("not traced" in c.label for c in report.parity.cases)
+    proto = onnx.load(str(report.onnx_path))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 32, "height", "width"]
+    x = np.random.default_rng(9).standard_normal((3, 32, 24, 40)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert scaled_error(ort_run(report.onnx_path, x), ref) < 1e-4

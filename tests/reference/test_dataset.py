@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cbam_deploy.reference import CLASSES, generate, sample_at, write_png_folder
+from cbam_deploy.reference.dataset import CLASSES, generate, sample_at, write_png_folder
 
 
 def test_same_seed_same_bytes(tmp_path):

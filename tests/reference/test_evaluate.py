@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cbam_deploy.reference import CLASSES, evaluate_heldout, heldout_batch
+from cbam_deploy.reference.dataset import CLASSES
+from cbam_deploy.reference.evaluate import evaluate_heldout, heldout_batch
 
 
 def oracle(count):

@@ -10,7 +10,7 @@ import pytest
 
 from cbam_deploy.cli.export import main as export_main
 from cbam_deploy.models.spec import ModelSpec, build_model, reference_checkpoint
-from cbam_deploy.reference import evaluate_heldout, heldout_batch
+from cbam_deploy.reference.evaluate import evaluate_heldout, heldout_batch
 from cbam_deploy.reference.train import predict_logits
 from tests.conftest import VARIANTS
 

@@ -1,5 +1,7 @@
-"""ONNX Runtime backend: a session loader and a runner, with providers checked after creation."""
+"""ONNX Runtime backend: a session loader (with its optimized-model cache and quiet provider
+probing) and a runner that takes what the loader makes."""
 
-from .runner import PROVIDER_ALIASES, OnnxRuntimeRunner, create_session
+from .loader import PROVIDER_ALIASES, SessionFromOnnx, create_session, provider_problem
+from .runner import OnnxRuntimeRunner
 
-__all__ = ["PROVIDER_ALIASES", "OnnxRuntimeRunner", "create_session"]
+__all__ = ["PROVIDER_ALIASES", "OnnxRuntimeRunner", "SessionFromOnnx", "create_session", "provider_problem"]

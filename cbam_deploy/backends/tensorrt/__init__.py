@@ -1,7 +1,8 @@
-"""TensorRT backend: profile derivation, plan sidecar, builder (loader) and runner.
+"""TensorRT backend: profile derivation, plan sidecar, loaders (Polygraphy's) and runner.
 
-``tensorrt`` is imported lazily: importing this package works everywhere; building or running a
-plan without TensorRT or a GPU raises ``MissingDependencyError`` naming what is missing.
+``tensorrt`` and ``polygraphy`` are imported lazily: importing this package works everywhere;
+building or running a plan without TensorRT or a GPU raises ``MissingDependencyError`` naming
+what is missing.
 """
 
 from .profiles import Profile, derive_profile, parse_shape_spec

@@ -1,4 +1,6 @@
-"""Is TensorRT usable here? Lazy imports; a missing piece is one line saying what and how to get it."""
+"""Is TensorRT usable here? The GPU is found through the CUDA runtime (``libcudart`` via ctypes),
+never through torch: the GPU image installs torch's CPU build. Lazy imports; a missing piece is
+one line saying what and how to get it."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from dataclasses import dataclass
 
 from ...errors import MissingDependencyError
 
-HOW_TO_GET = ("run cbam-build on a machine with an NVIDIA GPU, inside NVIDIA's TensorRT container "
-              "(nvcr.io/nvidia/tensorrt) with cbam-deploy installed")
+HOW_TO_GET = ("run it on a machine with an NVIDIA GPU, inside the GPU image (docker/Dockerfile.gpu, "
+              "based on nvcr.io/nvidia/tensorrt) with cbam-deploy installed")
 
 
 @dataclass(frozen=True)
@@ -15,9 +17,12 @@ class TensorRTEnvironment:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    driver_version: str = ""
+    cuda_runtime_version: str = ""
 
 
 def import_tensorrt():
+    """The ``tensorrt`` module, or ``MissingDependencyError`` naming the package."""
     try:
         import tensorrt
     except ImportError:
@@ -25,13 +30,40 @@ def import_tensorrt():
     return tensorrt
 
 
-def detect() -> TensorRTEnvironment:
-    """TensorRT's version and the GPU's name and compute capability, or ``MissingDependencyError``."""
-    import torch
+def import_polygraphy_trt():
+    """Polygraphy's TensorRT backend (loaders and ``TrtRunner``), or one line naming the package."""
+    import_tensorrt()
+    try:
+        from polygraphy.backend import trt as polygraphy_trt
+    except ImportError:
+        raise MissingDependencyError("Polygraphy is not installed: pip install 'cbam-deploy[gpu]' "
+                                     "(the GPU image pins it)") from None
+    return polygraphy_trt
 
-    if not torch.cuda.is_available():
-        raise MissingDependencyError(f"TensorRT needs an NVIDIA GPU and none is visible (torch.cuda.is_available() "
-                                     f"is False); {HOW_TO_GET}")
+
+def tensorrt_problem() -> str | None:
+    """Why TensorRT cannot run here (one line), or None. Checks the GPU first: that is the usual gap."""
+    from ..cuda_runtime import probe
+
+    cuda = probe()
+    if not cuda.gpus:
+        return f"TensorRT needs an NVIDIA GPU: {cuda.problem}"
+    try:
+        import_polygraphy_trt()
+    except MissingDependencyError as exc:
+        return str(exc).split("; ")[0]  # the what, without the how (detect() adds it once)
+    return None
+
+
+def detect() -> TensorRTEnvironment:
+    """TensorRT's version and GPU 0's name and compute capability, or ``MissingDependencyError``."""
+    from ..cuda_runtime import probe
+
+    problem = tensorrt_problem()
+    if problem:
+        raise MissingDependencyError(f"{problem}; {HOW_TO_GET}")
     trt = import_tensorrt()
-    major, minor = torch.cuda.get_device_capability(0)
-    return TensorRTEnvironment(trt.__version__, torch.cuda.get_device_name(0), f"{major}.{minor}")
+    cuda = probe()
+    gpu = cuda.gpus[0]
+    return TensorRTEnvironment(trt.__version__, gpu.name, gpu.compute_capability, cuda.driver_version,
+                               cuda.runtime_version)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ...errors import UsageError
+from ...shapes import parse_named_shapes
 
 DEFAULT_MAX_BATCH = 32
 
@@ -27,19 +28,7 @@ class Profile:
 
 def parse_shape_spec(text: str, input_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """'input:1x3x64x64' or '1x3x64x64' (single-input models); comma-separated for several inputs."""
-    from ...cli.common import parse_shape
-
-    out: dict[str, tuple[int, ...]] = {}
-    for part in text.split(","):
-        name, sep, dims = part.rpartition(":")
-        if not sep:
-            if len(input_names) != 1:
-                raise UsageError(f"shape {part!r} has no input name; the model has inputs {list(input_names)}")
-            name, dims = input_names[0], part
-        if name not in input_names:
-            raise UsageError(f"shape for unknown input {name!r}; the model's inputs: {', '.join(input_names)}")
-        out[name] = parse_shape(dims)
-    return out
+    return parse_named_shapes(text, input_names)
 
 
 def derive_profile(inputs: Sequence[Mapping[str, object]], *, traced_shapes: Mapping[str, Sequence[int]] | None = None,

@@ -11,8 +11,7 @@ from typing import Any
 
 from ...artifacts import atomic_write_text
 from ...errors import UsageError
-
-SIDECAR_SUFFIX = ".json"
+from ...layout import SIDECAR_SUFFIX, sidecar_path  # noqa: F401  (the layout lives in one module)
 
 
 @dataclass
@@ -39,11 +38,6 @@ class PlanSidecar:
             return cls(**data)
         except (json.JSONDecodeError, TypeError) as exc:
             raise UsageError(f"{source} is not a cbam-deploy plan sidecar ({str(exc).splitlines()[0]})") from None
-
-
-def sidecar_path(plan: str | Path) -> Path:
-    plan = Path(plan)
-    return plan.with_name(plan.name + SIDECAR_SUFFIX)
 
 
 def write_sidecar(plan: str | Path, sidecar: PlanSidecar) -> Path:

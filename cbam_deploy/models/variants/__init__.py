@@ -1,4 +1,4 @@
-"""The four CBAM variants of ``shared/VARIANTS.md``, registered by name.
+"""The four CBAM variants of ``docs/variants.md``, registered by name.
 
 One file per variant; each module's attribute names are the seed's, so the seed's checkpoints load
 with ``strict=True``.

@@ -1,0 +1,226 @@
+"""The export's stages, each a function: what it needs in, a typed result out.
+
+    prepare -> fold -> export -> simplify -> check -> optimize -> precision -> (parity) -> write
+
+``api/export.py`` composes them (the parity stages are in ``export_parity.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from ..backends.base import TensorSpec
+from ..errors import CheckFailedError, UsageError
+from ..fold import FoldReport, fold_batchnorms
+from ..onnx_export import graph
+from ..onnx_export.outputs import FlatOutputs, flatten_module, flatten_outputs, output_axes
+from ..onnx_export.torch_to_onnx import dynamic_axes_for, export_to_onnx
+from ..optimize import OptimizeReport
+
+
+@dataclass
+class Prepared:
+    """The model with flat outputs, its inputs' names, dynamic axes and the inputs to trace with."""
+
+    eager: FlatOutputs  # the unfolded model: parity's reference
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    axes: list[dict[int, str]]
+    trace_inputs: tuple[torch.Tensor, ...]
+    expected: dict[str, np.ndarray]  # eager's flat outputs on ``inputs`` (reused: each forward costs)
+
+    @property
+    def specs(self) -> list[TensorSpec]:
+        return [TensorSpec(n, np.dtype(np.float32), tuple(None if i in a else d for i, d in enumerate(x.shape)))
+                for n, x, a in zip(self.input_names, self.inputs, self.axes)]
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(x.shape) for x in self.inputs]
+
+
+def prepare(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic: str, classifier: bool,
+            input_names: Sequence[str] | None, output_names: Sequence[str] | None) -> Prepared:
+    """Check the model and inputs, run eager once, name inputs and (flattened) outputs, set the axes."""
+    from ..models.user_model import describe_exception
+
+    if model.training:
+        raise UsageError("the model is in training mode; call model.eval() before exporting")
+    names = list(input_names or (["input"] if len(inputs) == 1 else [f"input_{i}" for i in range(len(inputs))]))
+    if len(names) != len(inputs):
+        raise UsageError(f"{len(names)} input names for {len(inputs)} example inputs")
+    if dynamic in ("hw", "all") and not any(x.dim() >= 4 for x in inputs):
+        raise UsageError(f"--dynamic {dynamic} needs an N x C x H x W input; the inputs have ranks "
+                         f"{', '.join(str(x.dim()) for x in inputs)}")
+    try:
+        with torch.no_grad():
+            output = model(*inputs)
+    except Exception as exc:  # the user's forward rejected the inputs: say where, in one line
+        shapes = ", ".join("x".join(map(str, x.shape)) for x in inputs)
+        raise UsageError(f"the model's forward failed on example input(s) of shape {shapes} "
+                         f"{describe_exception(exc)}") from exc
+    eager, out_names = flatten_module(model, output, classifier=classifier, names=output_names)
+    # H and W are dynamic only for image inputs; other inputs (e.g. a feature vector) keep the batch axis.
+    low_rank_mode = {"all": "batch", "hw": "none"}.get(dynamic, dynamic)
+    axes = [dynamic_axes_for(dynamic if x.dim() >= 4 else low_rank_mode, x.dim()) for x in inputs]
+    # torch.export specialises a size-1 dimension to a constant, and a trace at batch 1 hides
+    # batch-mixing bugs: trace a dynamic batch at 2.
+    trace = tuple(x.expand(2, *x.shape[1:]).contiguous() if 0 in a and x.shape[0] == 1 else x
+                  for x, a in zip(inputs, axes))
+    flat = {n: t.detach().float().numpy() for n, (_, t) in zip(out_names, flatten_outputs(output))}
+    return Prepared(eager, inputs, names, out_names, axes, trace, flat)
+
+
+@dataclass
+class Folded:
+    module: nn.Module  # folded, whole-map pooling made global when H, W are dynamic; flat outputs
+    report: FoldReport
+    scaled_error: float  # folded against unfolded eager on the example inputs
+    pooling_rewrites: int = 0
+
+
+def fold(prepared: Prepared) -> Folded:
+    """BatchNorm into Conv/Linear; size-derived whole-map pooling made adaptive when H, W are dynamic."""
+    from ..optimize import globalize_pooling
+
+    folded, report = fold_batchnorms(prepared.eager.model)
+    with torch.no_grad():
+        got = FlatOutputs(folded, prepared.eager.paths)(*prepared.inputs)
+    error = max((float(np.abs(g.numpy() - r).max() / max(float(np.abs(r).max()), 1e-12))
+                 for g, r in zip(got, prepared.expected.values()) if r.size), default=0.0)
+    rewrites = 0
+    if any(axis != 0 for a in prepared.axes for axis in a):
+        folded, found = globalize_pooling(folded)  # H/W dynamic: a kernel from x.size() would pin them
+        rewrites = len(found)
+    return Folded(FlatOutputs(folded, prepared.eager.paths), report, error, rewrites)
+
+
+@dataclass
+class Exported:
+    proto: onnx.ModelProto
+    ops: dict[str, int]
+    exporter: str
+
+
+def export(folded: Folded, prepared: Prepared, *, exporter: str, opset: int, dynamic: str,
+           expected: Sequence[Mapping[str, np.ndarray]]) -> Exported:
+    """torch -> ONNX; a requested dynamic axis the exporter made fixed is an error.
+
+    ``expected``: eager outputs at two or more input shapes (the parity plan's), from which the
+    outputs' dynamic axes are read.
+    """
+    first, last = expected[0], expected[-1]
+    out_axes = output_axes([torch.from_numpy(v) for v in first.values()], [torch.from_numpy(v) for v in last.values()],
+                           prepared.output_names, prepared.axes[0])
+    proto = export_to_onnx(folded.module, prepared.trace_inputs, input_names=prepared.input_names,
+                           output_names=prepared.output_names, dynamic_axes=prepared.axes, opset=opset,
+                           exporter=exporter, output_axes=out_axes)
+    fixed = graph.specialized_axes(proto, dict(zip(prepared.input_names, prepared.axes)))
+    if fixed:
+        raise CheckFailedError(
+            f"--dynamic {dynamic} asked for dynamic axes the exporter made fixed ({', '.join(fixed)}): the "
+            "model's code ties them to the traced size (e.g. a pooling kernel taken from x.size()); "
+            "use adaptive/global pooling there, or a --dynamic mode without those axes")
+    return Exported(proto, graph.op_counts(proto), exporter)
+
+
+def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim, its own numeric check included."""
+    return graph.simplify(proto)
+
+
+def check(proto: onnx.ModelProto, fold_report: FoldReport, *, simplified: bool) -> tuple[onnx.ModelProto, list[str]]:
+    """onnx.checker + shape inference; no BatchNormalization left; Identity only when not simplified."""
+    proto = graph.check(proto)
+    forbidden = graph.forbidden_ops(proto)
+    if forbidden.get("BatchNormalization"):
+        raise CheckFailedError(f"the exported graph still has {forbidden['BatchNormalization']} BatchNormalization "
+                               f"nodes (unfolded: {', '.join(fold_report.unfolded) or 'none reported'})")
+    notes = []
+    if forbidden.get("Identity"):
+        message = f"the exported graph has {forbidden['Identity']} Identity nodes"
+        if simplified:
+            raise CheckFailedError(message)
+        notes.append(message + " (simplification is off)")
+    return proto, notes
+
+
+def optimize(proto: onnx.ModelProto, rewrites: Sequence[str]) -> tuple[onnx.ModelProto, OptimizeReport]:
+    """The CBAM-aware rewrites asked for (``optimize_graph`` runs onnx.checker's full check on its result)."""
+    from ..optimize import optimize_graph
+
+    if not rewrites:
+        return proto, OptimizeReport()
+    return optimize_graph(proto, list(rewrites))
+
+
+def precision(proto: onnx.ModelProto, precision_name: str, *, keep_io_types: bool, calibration: np.ndarray | None,
+              calibration_label: str) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """FP16 (attention kept FP32) or INT8 Q/DQ on the FP32 graph; FP32 passes through."""
+    if precision_name == "fp16":
+        from ..precision import convert_to_fp16
+
+        proto, fp16 = convert_to_fp16(proto, keep_io_types=keep_io_types)
+        return proto, fp16.to_dict()
+    if precision_name == "int8":
+        from ..precision import quantize_int8
+
+        proto, int8 = quantize_int8(proto, calibration, calibration_label=calibration_label)
+        return proto, int8.to_dict()
+    return proto, {}
+
+
+def metadata(prepared: Prepared, base: Mapping[str, Any], *, opset: int, precision_name: str, classifier: bool,
+             exporter: str, rewrites: Mapping[str, int]) -> dict[str, Any]:
+    """What the ONNX says about itself (``metadata_props``) and export.json repeats."""
+    from ..onnx_export.metadata import package_versions
+
+    return {
+        **base, "graph_rewrites": dict(rewrites),
+        "input_names": prepared.input_names, "output_names": prepared.output_names,
+        "input_shapes": [list(s) for s in prepared.shapes],
+        "dynamic_axes": {n: {str(k): v for k, v in a.items()} for n, a in zip(prepared.input_names, prepared.axes)},
+        "opset": opset, "precision": precision_name, "classifier": classifier, "exporter": exporter,
+        "versions": package_versions(),
+    }
+
+
+@dataclass
+class Written:
+    model_dir: Path
+    onnx_path: Path
+    report_path: Path
+    config_path: Path
+    size_bytes: int
+    sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def write(staging: Path, target: Path, name: str, data: bytes, signature: Mapping[str, Any],
+          meta: Mapping[str, Any], *, triton_max_batch: int) -> Written:
+    """model.onnx and Triton's config.pbtxt into the staging folder (published with export.json)."""
+    from ..layout import CONFIG_FILE, MODEL_FILE, REPORT_FILE, VERSION_DIR
+    from ..serving.triton_config import build_config, write_config
+
+    (staging / VERSION_DIR).mkdir()
+    (staging / VERSION_DIR / MODEL_FILE).write_bytes(data)
+    write_config(staging, build_config(name, signature, kind="onnx", max_batch_size=triton_max_batch, metadata=meta))
+    return Written(target, target / VERSION_DIR / MODEL_FILE, target / REPORT_FILE, target / CONFIG_FILE, len(data),
+                   hashlib.sha256(data).hexdigest())
+
+
+def write_report(staging: Path, report: Mapping[str, Any]) -> None:
+    from ..artifacts import atomic_write_text
+    from ..layout import REPORT_FILE
+
+    atomic_write_text(staging / REPORT_FILE, json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,219 @@
+"""``validate``: eager against every backend x precision available here, at several batch sizes and
+resolutions, with held-out accuracy per cell for reference-task models.
+
+A backend or precision that cannot run here is a ``skipped: <reason>`` cell, never a pass. Every
+cell opens its runner once (one ONNX Runtime session, one engine) and closes it when done.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..compare import ParityReport, compare_runners, tolerance_for
+from ..errors import MissingDependencyError, UsageError
+from ..layout import is_reference_task
+from ..model_dir import ExportedModel
+from ..options import BACKENDS, PRECISIONS
+
+
+@dataclass
+class Cell:
+    """One backend x precision: pass, fail (with the reasons) or skipped (with why)."""
+
+    backend: str
+    precision: str
+    status: str  # "pass" | "fail" | "skipped"
+    reason: str = ""
+    parity: ParityReport | None = None
+    accuracy: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "precision": self.precision, "status": self.status, "reason": self.reason,
+                "failures": self.failures, "accuracy": self.accuracy,
+                "parity": self.parity.to_dict() if self.parity else None}
+
+
+@dataclass
+class ValidationReport:
+    """Every cell of the matrix; ``localization`` when a failure was localized (or it was asked for)."""
+
+    cells: list[Cell]
+    localization: Any = None
+
+    @property
+    def passed(self) -> bool:
+        """Every cell that could run passed, and at least one ran."""
+        return any(c.status == "pass" for c in self.cells) and not any(c.status == "fail" for c in self.cells)
+
+    def failures(self) -> list[str]:
+        return [f"{c.label}: {c.failures[0]}" for c in self.cells if c.status == "fail"]
+
+    def to_dict(self) -> dict[str, Any]:
+        loc = self.localization.to_dict() if self.localization is not None else None
+        return {"passed": self.passed, "cells": [c.to_dict() for c in self.cells], "localization": loc}
+
+
+def precision_models(model: ExportedModel, precisions: Sequence[str], calibration: np.ndarray | None,
+                     calibration_label: str) -> dict[str, bytes | str]:
+    """Serialized model per precision (or the reason it cannot be made), derived from the FP32 export."""
+    from ..precision import convert_to_fp16, quantize_int8
+
+    source_precision = model.metadata.get("precision", "fp32")
+    out: dict[str, bytes | str] = {}
+    for precision in precisions:
+        if precision == source_precision:
+            out[precision] = model.proto.SerializeToString()
+        elif source_precision != "fp32":
+            out[precision] = f"this model is {source_precision}; validate its FP32 export to derive {precision}"
+        elif precision == "fp16":
+            out[precision] = convert_to_fp16(model.proto)[0].SerializeToString()
+        elif calibration is None:
+            out[precision] = "no calibration data (pass --calibration DIR|FILE.npy|synthetic)"
+        else:
+            out[precision] = quantize_int8(model.proto, calibration, calibration_label=calibration_label)[0].SerializeToString()
+    return out
+
+
+def _check_choices(values: Sequence[str], valid: Sequence[str], what: str) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad or not values:
+        raise UsageError(f"unknown {what} {', '.join(bad) or '(none given)'}; valid: {', '.join(valid)}")
+
+
+def validate(model: str | Path | ExportedModel, *, eager=None, precisions: Sequence[str] = ("fp32", "fp16"),
+             backends: Sequence[str] = ("onnxruntime-cpu",), batch_sizes: Sequence[int] = (1, 4),
+             resolutions: Sequence[tuple[int, int]] | None = None, calibration: np.ndarray | None = None,
+             calibration_label: str = "", accuracy_count: int = 1000, trust_model_code: bool = False,
+             localize: bool = False, on_cell: Callable[[Cell], None] | None = None) -> ValidationReport:
+    """Run the matrix; cells are returned (and passed to ``on_cell``) as they finish.
+
+    ``eager``: your ``nn.Module`` to compare against; by default the model is rebuilt from the export's
+    metadata (a user's factory only with ``trust_model_code=True``). ``localize``: after a failed
+    FP32/FP16/INT8 ONNX Runtime cell (or always, when asked), find the first module that diverges.
+    """
+    from ..compare.cases import validation_cases
+
+    _check_choices(precisions, PRECISIONS, "precision")
+    _check_choices(backends, BACKENDS, "backend")
+    if any(int(b) <= 0 for b in batch_sizes) or not batch_sizes:
+        raise UsageError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if accuracy_count <= 0:
+        raise UsageError(f"accuracy_count must be positive, got {accuracy_count}")
+    exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
+    cases = validation_cases(exported, batch_sizes, resolutions)
+    models = precision_models(exported, precisions, calibration, calibration_label)
+    make_feed = _feed_maker(exported, calibration)
+    cells: list[Cell] = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        reference = stack.enter_context(exported.eager_runner(eager))
+        for precision in precisions:
+            for backend in backends:
+                cell = _run_cell(exported, reference, backend, precision, models[precision], cases, make_feed,
+                                 Path(tmp), accuracy_count)
+                cells.append(cell)
+                if on_cell:
+                    on_cell(cell)
+        report = ValidationReport(cells)
+        if localize or not report.passed:
+            report.localization = _localize(reference, cells, models, cases, make_feed, forced=localize)
+    return report
+
+
+def _run_cell(model: ExportedModel, reference, backend: str, precision: str, data: bytes | str, cases, make_feed,
+              workdir: Path, accuracy_count: int) -> Cell:
+    """Open the backend's runner once, compare it with eager on every case, close it."""
+    from .build import open_cell_runner  # ONNX Runtime, or a TensorRT plan + sidecar built by api.build
+
+    cell = Cell(backend, precision, "skipped")
+    if isinstance(data, str):
+        cell.reason = data
+        return cell
+    with ExitStack() as stack:
+        try:  # a quiet probe first, then the cell's one session/engine; a provider that cannot run is a skip
+            runner = stack.enter_context(open_cell_runner(backend, data, model, cases, workdir))
+        except MissingDependencyError as exc:
+            cell.reason = str(exc)
+            return cell
+        _fill(cell, runner, reference, model, cases, precision, make_feed, accuracy_count)
+    return cell
+
+
+def _feed_maker(model: ExportedModel, calibration: np.ndarray | None):
+    """Real samples where the model has them (held-out images for the reference task), else seeded noise."""
+    from ..compare.cases import random_feed, sample_feed
+
+    if len(model.input_names) > 1:
+        return random_feed  # sample_feed draws one image input; several inputs get seeded random data
+    if is_reference_task(model.metadata):
+        from ..reference.evaluate import heldout_batch
+
+        return sample_feed(heldout_batch(64)[0])
+    return sample_feed(calibration) if calibration is not None else random_feed
+
+
+def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision: str, make_feed,
+          accuracy_count: int) -> None:
+    from ..backends.base import cast_feed
+
+    tolerance = tolerance_for(precision)
+    meta = model.metadata
+    classifier = bool(meta.get("classifier") or model.classes) or meta.get("num_classes") is not None
+    cell.parity = compare_runners(reference, runner, cases, backend=cell.backend, precision=precision,
+                                  tolerance=tolerance, classifier=classifier, make_feed=make_feed)
+    cell.failures = cell.parity.failures()
+    if is_reference_task(meta):
+        from ..reference.evaluate import evaluate_heldout
+
+        name, logits = model.input_name, model.output_names[0]
+        acc = evaluate_heldout(lambda x: runner.infer(cast_feed(runner, {name: x}))[logits].astype(np.float32),
+                               reference=lambda x: reference.infer({name: x})[logits], count=accuracy_count)
+        cell.accuracy = acc.to_dict()
+        if acc.accuracy_drop_points > tolerance.max_accuracy_drop_points:
+            cell.failures.append(f"held-out top-1 {100 * acc.top1:.1f}% is {acc.accuracy_drop_points:.1f} points below "
+                                 f"eager's (tolerance {tolerance.max_accuracy_drop_points})")
+    cell.status = "fail" if cell.failures else "pass"
+
+
+def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], cases, make_feed, *, forced: bool):
+    """Localize the first failed ONNX Runtime CPU cell (or, when forced, the first cell that ran)."""
+    candidates = [c for c in cells if c.status == "fail" and c.backend == "onnxruntime-cpu"]
+    if forced and not candidates:
+        candidates = [c for c in cells if c.status != "skipped" and c.backend == "onnxruntime-cpu"]
+    if not candidates:
+        return None
+    from ..compare.localize import localize
+
+    cell = candidates[0]
+    shapes = cases[0][1]
+    feed = make_feed(reference.input_specs(), shapes, np.random.default_rng(0))
+    return localize(models[cell.precision], reference.model, feed, precision=cell.precision,
+                    tolerance=tolerance_for(cell.precision))
+
+
+def markdown_table(cells: Sequence[Cell]) -> str:
+    """The matrix as a Markdown table (what ``--markdown`` writes)."""
+    rows = ["| backend | precision | result | worst scaled error | min cosine | min top-1 agreement | held-out top-1 (eager) |",
+            "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        if c.status == "skipped":
+            rows.append(f"| {c.backend} | {c.precision} | skipped: {c.reason} | | | | |")
+            continue
+        outs = [o for case in c.parity.cases for o in case.outputs]
+        agreements = [o.top1_agreement for o in outs if o.top1_agreement is not None]
+        acc = c.accuracy
+        rows.append(f"| {c.backend} | {c.precision} | {c.status}{': ' + '; '.join(c.failures) if c.failures else ''} "
+                    f"| {max(o.scaled_error for o in outs):.2e} | {min(o.cosine for o in outs):.6f} "
+                    f"| {f'{min(agreements):.3f}' if agreements else '-'} | "
+                    + (f"{100 * acc['top1']:.1f}% ({100 * acc['reference_top1']:.1f}%)" if acc else "-") + " |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,27 @@
+"""The names and defaults that commands show in ``--help``, on the ground floor.
+
+Every command's parser is built from these without importing torch or onnx, so ``--help`` and the
+Docker health check stay fast. The modules that implement each option import the same names from
+here (one source): an option listed here that its stage does not know is a test failure.
+"""
+
+from __future__ import annotations
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DYNAMIC_MODES = ("batch", "hw", "all", "none")
+DEFAULT_OPSET = 18
+MIN_OPSET = 18  # the dynamo exporter's minimum
+#: PyTorch's ONNX exporters (cbam-export --exporter); the default is measured, see the README.
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_EXPORTER = "torchscript"
+#: CBAM-aware ONNX rewrites (optimize/onnx_rewrites.py) and the ones applied by default.
+REWRITE_NAMES = ("channel_mean_matmul", "global_pooling", "merged_channel_mlp", "channel_mean_conv",
+                 "parallel_gate_sum")
+DEFAULT_REWRITES = ("parallel_gate_sum",)  # only where it earns its place: optimize_graph(guarded=...)
+#: Backends every runner-using command accepts (backends.open_runner implements them).
+BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")
+#: Triton's max_batch_size for an export with a dynamic batch axis.
+TRITON_MAX_BATCH = 8
+DEFAULT_VARIANT = "original"
+DEFAULT_ARCH = "resnet_mini"

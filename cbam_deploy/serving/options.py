@@ -1,0 +1,8 @@
+"""Constants ``cbam-serve --help`` shows, in a module that imports nothing heavy."""
+
+from __future__ import annotations
+
+# backends.DEPLOY_BACKENDS, spelled out here so --help imports nothing (a test keeps them equal).
+SERVE_BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+DEFAULT_QUEUE_DELAY_US = 500
+DEFAULT_EXIT_TIMEOUT_S = 5

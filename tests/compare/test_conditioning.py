@@ -1,0 +1,113 @@
+"""The FP32 parity gate adapts to how well float32 can compute the model: eager float32 against
+float64 on the parity inputs. A well-conditioned net keeps the table; an ill-conditioned one gets
+FLOOR_MULTIPLE x its floor; a graph that computes something else still fails."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cbam_deploy
+from cbam_deploy.compare.conditioning import FloorUnavailable, float32_floor
+from cbam_deploy.compare.tolerances import FLOOR_MULTIPLE, TOLERANCES, fp32_gate
+from cbam_deploy.models import create_model
+from tests.conftest import VARIANTS, randomize_batchnorm
+
+TABLE = TOLERANCES["fp32"].max_scaled_error
+
+
+class Cancellation(nn.Module):
+    """``(3000 x + 1e7) - 1e7``: float32 keeps ~1 unit of 1e7, so float32 itself is ~1e-4 off."""
+
+    def forward(self, x):
+        return ((x * 3e3 + 1e7) - 1e7) / 3e3
+
+
+class WrongInExport(Cancellation):
+    """The same model, but the exported graph scales the result by 1.01: a wrong graph."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return y * 1.01 if torch.onnx.is_in_onnx_export() else y
+
+
+def feeds(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"input": rng.standard_normal(s).astype(np.float32)} for s in shapes]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_well_conditioned_nets_keep_the_table_tolerance(variant):
+    model = randomize_batchnorm(create_model("resnet18", variant, num_classes=10)).eval()
+    floor = float32_floor(model, feeds((2, 3, 64, 64)))
+    assert 0 < floor < 1e-5
+    assert fp32_gate(floor) == TABLE
+
+
+def test_an_ill_conditioned_model_gets_a_multiple_of_its_floor():
+    floor = float32_floor(Cancellation(), feeds((1, 1, 16, 16), (2, 1, 24, 24)))
+    assert 1e-5 < floor < 1e-3
+    assert fp32_gate(floor) == pytest.approx(FLOOR_MULTIPLE * floor)
+    assert fp32_gate(floor) > TABLE
+
+
+def test_the_floor_is_the_worst_feed_and_output_and_the_module_is_untouched():
+    class TwoInOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, a, b):
+            return {"exact": self.fc(a), "cancel": (Cancellation()(b),)}
+
+    model = TwoInOut().eval()
+    before = model.fc.weight.dtype
+    f = [{"b": np.ones((2, 4), np.float32) * 0.3, "a": np.ones((2, 4), np.float32)}]
+    # input_names gives the call order; the feed's own key order would pass b first.
+    floor = float32_floor(model, f, input_names=["a", "b"])
+    assert floor == pytest.approx(float32_floor(Cancellation(), [{"x": f[0]["b"]}]))
+    assert model.fc.weight.dtype == before == torch.float32
+    assert float32_floor(model, []) == 0.0
+
+
+def test_a_model_that_cannot_run_in_float64_says_so():
+    class PinsFloat32(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.matrix = torch.eye(4)  # a plain attribute: .double() does not convert it
+
+        def forward(self, x):
+            return x @ self.matrix
+
+    with pytest.raises(FloorUnavailable, match="cannot run in float64"):
+        float32_floor(PinsFloat32(), [{"x": np.ones((2, 4), np.float32)}])
+
+
+def test_gate_helper_edges():
+    assert fp32_gate(None) == TABLE and fp32_gate(math.nan) == TABLE and fp32_gate(0.0) == TABLE
+    assert fp32_gate(1e-3, table=1e-2) == pytest.approx(max(1e-2, FLOOR_MULTIPLE * 1e-3))
+    with pytest.raises(ValueError, match="never negative"):
+        fp32_gate(-1.0)
+
+
+def test_export_passes_an_ill_conditioned_model_and_fails_a_wrong_graph(tmp_path):
+    shape = [(1, 1, 16, 16)]
+    report = cbam_deploy.export(Cancellation(), shape, out=tmp_path, name="cancel", dynamic="all")
+    assert report.passed and report.parity.worst().scaled_error > 0
+    with pytest.raises(cbam_deploy.CheckFailedError, match="parity against eager failed"):
+        cbam_deploy.export(WrongInExport(), shape, out=tmp_path, name="wrong", dynamic="all")
+    assert not (tmp_path / "wrong").exists()
+
+
+@pytest.mark.slow
+def test_random_parallel_resnet50_passes_with_its_floor(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("resnet50", "parallel").eval()
+    floor = float32_floor(model, feeds((1, 3, 224, 224), (3, 3, 224, 224)))
+    assert floor > TABLE / FLOOR_MULTIPLE  # float32 itself cannot meet the table on this net
+    report = cbam_deploy.export(model, [(1, 3, 224, 224)], out=tmp_path, name="r50")
+    assert report.passed
