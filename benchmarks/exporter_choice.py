@@ -13,7 +13,6 @@ pooling stays global (Global*Pool or a Reduce over H, W, never a fixed-size kern
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -96,6 +95,7 @@ def main() -> None:
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--input-shape", default="1x3x224x224")
     p.add_argument("--only", default=None, help="substring of the model names to run")
+    p.add_argument("--exporters", default="torchscript,dynamo", help="comma-separated (default both)")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -104,7 +104,7 @@ def main() -> None:
     for name, model, shapes in models(args.arch, shape):
         if args.only and args.only not in name:
             continue
-        for exporter in ("torchscript", "dynamo"):
+        for exporter in args.exporters.split(","):
             row = measure(name, model, shapes, exporter)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import tempfile
 import time
@@ -60,7 +61,8 @@ def _run(args: argparse.Namespace, model_dir: Path, work: Path) -> dict:
     inputs, expected = _expected(model_dir, 64)
     batches = tuple(int(b) for b in args.batch_sizes.split(","))
     shares = [float(s) for s in args.malformed.split(",")]
-    server = ServeProcess(model_dir, "--threads", str(args.threads), log=work / "serve.log", tmpdir=work / "tmp").start()
+    server = ServeProcess(model_dir, "--threads", str(args.threads), *shlex.split(args.serve_args), log=work / "serve.log",
+                          tmpdir=work / "tmp").start()
     report: dict = {"rss_mib": {"ready": round(server.rss_bytes() / 2**20, 1)}, "runs": []}
     try:
         sent, nan_sent = 0, 0
@@ -108,6 +110,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads inside the server")
     p.add_argument("--warmup", type=int, default=400, help="requests before the second RSS reading")
     p.add_argument("--total", type=int, default=10_000, help="requests before the last RSS reading")
+    p.add_argument("--serve-args", default="", help="more cbam-serve arguments, e.g. '--no-dynamic-batching'")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

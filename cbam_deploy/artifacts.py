@@ -230,6 +230,7 @@ def staged_directory(target: str | Path, *, force: bool) -> Iterator[Path]:
     try:
         with target_lock(target):
             check_target(target, force=force)  # the previous holder of the lock may have just written it
+            _remove_stale_staging(target)
             try:
                 staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
             except OSError as exc:
@@ -253,6 +254,17 @@ def staged_directory(target: str | Path, *, force: bool) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
             _LIVE.discard(staging)
         _remove_empty(created)
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging folders of ``target`` left by a process that was killed outright (SIGKILL, power loss):
+    every writer holds the target's lock, and we hold it now, so none of them is alive."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.partial")
+    for entry in target.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @contextlib.contextmanager

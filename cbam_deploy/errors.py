@@ -8,6 +8,7 @@ silently. The codes, in one place (the README's "When things go wrong" lists the
     2   EXIT_USAGE        bad input: an unknown name, a bad value, a missing or unreadable file, an
                           existing output without --force, untrusted model code
     3   EXIT_ENVIRONMENT  the machine: a missing package or device, a read-only or full folder
+    129 EXIT_SIGHUP       the terminal went away (SIGHUP); nothing was left half-written
     130 EXIT_SIGINT       interrupted (Ctrl-C); nothing was left half-written
     143 EXIT_SIGTERM      terminated (SIGTERM); nothing was left half-written
 """
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_SIGHUP = 129  # 128 + SIGHUP
 EXIT_SIGINT = 130  # 128 + SIGINT, what shells report for a process killed by Ctrl-C
 EXIT_SIGTERM = 143  # 128 + SIGTERM
 

@@ -1,8 +1,9 @@
-"""SIGINT and SIGTERM for the commands: at most one line, exit 130 / 143, nothing half-written.
+"""SIGINT, SIGTERM (and SIGHUP) for the commands: at most one line, exit 130 / 143 (129), nothing
+half-written.
 
 Python's default SIGTERM kills the process without running ``finally`` blocks, so a staging
 folder would stay behind; its default SIGINT prints a traceback when it lands during imports.
-Here both signals are handled the same way, in three states:
+Here the signals are handled the same way, in three states:
 
 - no command runs yet (interpreter start, imports): nothing has been written, so print one line
   and leave at once (``os._exit``; no traceback, no unwinding through half-imported modules);
@@ -25,9 +26,11 @@ import sys
 import threading
 from typing import Callable, Iterator
 
-from .errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+from .errors import EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, Interrupted
 
 SIGNALS = {signal.SIGINT: ("SIGINT", EXIT_SIGINT), signal.SIGTERM: ("SIGTERM", EXIT_SIGTERM)}
+if hasattr(signal, "SIGHUP"):  # POSIX: the terminal closed under a running command
+    SIGNALS[signal.SIGHUP] = ("SIGHUP", EXIT_SIGHUP)
 
 
 class _State:
@@ -69,7 +72,7 @@ def _handler(signum: int, frame: object) -> None:
 
 def message(exc: Interrupted) -> str:
     """The one line printed for a signal."""
-    what = "interrupted" if exc.signal_name == "SIGINT" else "terminated"
+    what = {"SIGINT": "interrupted", "SIGHUP": "hung up"}.get(exc.signal_name, "terminated")
     return f"{what} ({exc.signal_name}); nothing was left half-written"
 
 

@@ -187,6 +187,10 @@ class ExportedModel:
     def traced_shapes(self) -> list[tuple[int, ...]]:
         """Every input's example shape at export (from the metadata, else the graph's fixed dims)."""
         shapes = self.metadata.get("input_shapes")
+        if shapes is not None and not (isinstance(shapes, list) and all(
+                isinstance(s, list) and s and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 20
+                                                  for d in s) for s in shapes)):
+            raise UsageError(f"{str(self.onnx_path)!r}: 'input_shapes' in its metadata is not a list of shapes")
         if shapes and len(shapes) == len(self.signature["inputs"]):
             return [tuple(s) for s in shapes]
         return [tuple(d if isinstance(d, int) else 1 for d in i["shape"]) for i in self.signature["inputs"]]

@@ -54,7 +54,7 @@ def load_rgb(path: str | Path, size: Sequence[int]) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"image {str(path)!r} does not exist")
+        raise UsageError(f"image {str(path)!r} " + ("is a folder" if path.is_dir() else "does not exist or is not a file"))
     try:
         with warnings.catch_warnings():
             # Past Pillow's pixel limit an image is a decompression bomb until proven otherwise.
@@ -99,8 +99,30 @@ def load_npy(path: str | Path, *, what: str = "batch") -> np.ndarray:
     """A .npy array, never unpickling objects; a missing or unreadable file is one line."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{what} file {str(path)!r} does not exist")
+        raise UsageError(f"{what} file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
+        _check_npy_size(path)
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot read {what} file {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot read {what} file {str(path)!r}: {reason}") from None
+
+
+def _check_npy_size(path: Path) -> None:
+    """A .npy header can claim any shape: refuse one that claims more bytes than the file holds
+    (it would be an out-of-memory error, or a truncated file) before allocating anything."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as f:
+        reader = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(npy.read_magic(f))
+        if reader is None:
+            return  # a newer format version: np.load checks it
+        shape, _, dtype = reader(f)
+        if dtype.hasobject:
+            return  # np.load refuses it (allow_pickle=False) with its own message
+        claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if claimed > path.stat().st_size - f.tell():
+            raise UsageError(f"{str(path)!r} claims a {dtype} array of shape {list(shape)} ({claimed} bytes) "
+                             "but holds less: truncated or not a real .npy file")

@@ -8,26 +8,16 @@
 One orchestrator per command, each composing the stages below it: ``export`` (fold -> export ->
 simplify -> check -> optimize -> precision -> parity -> write), ``validate`` (the backend x precision
 matrix), ``benchmark``, ``build`` (TensorRT plans), ``infer``. Every function raises
-``CbamDeployError`` subclasses with one-line messages. Submodules load on first use.
+``CbamDeployError`` subclasses with one-line messages.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+# Imported eagerly, on purpose: a submodule named like its function (``api/validate.py`` holds
+# ``validate``) would otherwise replace the function on this package once it is imported. The
+# commands import this package inside ``run()``, never for ``--help``.
+from .bench import benchmark
+from .export import ExportOptions, ExportReport, export
+from .validate import Cell, ValidationReport, validate
 
-_LAZY = {
-    "export": "export", "ExportOptions": "export", "ExportReport": "export",
-    "validate": "validate", "ValidationReport": "validate", "Cell": "validate",
-    "benchmark": "bench",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'cbam_deploy.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
+__all__ = ["Cell", "ExportOptions", "ExportReport", "ValidationReport", "benchmark", "export", "validate"]

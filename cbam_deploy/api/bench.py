@@ -42,7 +42,8 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
     ``trust_model_code=True``); a module is used as given. Configurations are interleaved round-robin
     in one process (``bench.time_interleaved``), ONNX Runtime's intra-op spinning off.
     """
-    from ..backends.onnxruntime import OnnxRuntimeRunner, create_session
+    from ..backends import open_runner
+    from ..backends.onnxruntime import create_session
 
     _check_numbers(batch_sizes, threads, warmup, runs, seconds)
     exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
@@ -59,10 +60,12 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
     with ExitStack() as stack:
         runners: dict[str, Any] = {}
         if eager is not False:
-            runners["eager fp32"] = stack.enter_context(exported.eager_runner(None if eager is True else eager))
+            runners["eager fp32"] = stack.enter_context(
+                open_runner("torch", exported, **({} if eager is True else {"module": eager})))
         for p in precisions:
-            runners[f"onnxruntime {p}"] = stack.enter_context(OnnxRuntimeRunner(
-                models[p], provider=provider, threads=threads, spinning=False, optimization_level=optimization_level))
+            runners[f"onnxruntime {p}"] = stack.enter_context(open_runner(
+                f"onnxruntime-{provider}", models[p], threads=threads, spinning=False,
+                optimization_level=optimization_level))
         session = create_session(models[precisions[0]], provider=provider, threads=threads, spinning=False) if bare else None
         for batch in batch_sizes:
             feed32 = _feed(exported, batch)

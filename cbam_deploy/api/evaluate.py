@@ -24,13 +24,13 @@ def evaluate(model: str | Path, *, variant: str | None = None, count: int = 1000
         raise UsageError(f"count must be positive, got {count}")
     path = Path(model)
     if path.is_dir() or path.suffix == ".onnx":
-        from ..backends.onnxruntime import OnnxRuntimeRunner
+        from ..backends import open_runner
 
         exported = ExportedModel.open(path, verify=verify)
         if (exported.metadata.get("model_spec") or {}).get("arch") != REFERENCE_ARCH:
             raise UsageError(f"{str(exported.onnx_path)!r} is not a reference-task model (host {REFERENCE_ARCH}); "
                              "nothing to evaluate")
-        with OnnxRuntimeRunner(exported.onnx_path, provider=provider) as candidate, exported.eager_runner() as reference:
+        with open_runner(f"onnxruntime-{provider}", exported) as candidate, open_runner("torch", exported) as reference:
             report = evaluate_heldout(lambda x: candidate.infer({"input": x})["logits"],
                                       reference=lambda x: reference.infer({"input": x})["logits"], count=count)
         return f"onnxruntime[{provider}]", report
@@ -39,8 +39,8 @@ def evaluate(model: str | Path, *, variant: str | None = None, count: int = 1000
 
 
 def _checkpoint_runner(path: Path, variant: str | None):
+    from ..backends import open_runner
     from ..backends.base import TensorSpec
-    from ..backends.torch_eager import TorchRunner
     from ..checkpoint import read_checkpoint
     from ..models.registry import VARIANTS
     from ..models.spec import ModelSpec, build_model
@@ -54,4 +54,5 @@ def _checkpoint_runner(path: Path, variant: str | None):
         VARIANTS.get(variant)
     built = build_model(ModelSpec(arch=config.get("arch", REFERENCE_ARCH),
                                   variant=None if variant == "none" else variant, weights=str(path)))
-    return TorchRunner(built.model, [TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))], ["logits"])
+    return open_runner("torch", built.model, inputs=[TensorSpec("input", np.dtype(np.float32), (None, 3, None, None))],
+                       output_names=["logits"])

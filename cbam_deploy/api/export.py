@@ -91,7 +91,7 @@ class ExportReport:
     ops_before_simplify: dict[str, int]
     ops_after_simplify: dict[str, int]
     fold: Any  # FoldReport
-    fold_scaled_error: float
+    fold_scaled_error: float | None  # measured only when parity fails (see export_stages.fold_error)
     parity: Any  # ParityReport
     metadata: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
@@ -154,6 +154,8 @@ def export_source(source: ModelSource, options: ExportOptions | None = None, *,
     options = options or ExportOptions()
     options.check()
     reporter = reporter or SilentReporter()
+    if options.name:  # the target is known: refuse it before building (a --model factory runs the user's code)
+        check_target(Path(options.out) / options.name, force=options.force)
     built = source.build(reporter)
     name = options.name or built.name + ("" if options.precision == "fp32" else f"_{options.precision}")
     target = Path(options.out) / name
@@ -206,7 +208,10 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
     for note in result.notes:
         reporter.note(note)
     if not result.report.passed:
-        raise CheckFailedError(par.parity_failure(result))
+        from ..compare.localize import localization_note  # where it stops matching: the first diverging module
+
+        raise CheckFailedError(par.parity_failure(result) + localization_note(
+            data, prepared.eager, plan.feeds[0], precision=options.precision, tolerance=result.report.tolerance))
     extra = built.task_results(data, prepared.eager, prepared.output_names) if built.task_results else {}
     with reporter.stage("write", "model.onnx, config.pbtxt, export.json"):
         written = st.write(staging, target, name, data, io_signature(g.proto), meta,
@@ -214,7 +219,7 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
         report = ExportReport(
             name=name, model_dir=target, onnx_path=written.onnx_path, report_path=written.report_path,
             size_bytes=written.size_bytes, sha256=written.sha256, ops_before_simplify=g.ops_exported,
-            ops_after_simplify=g.ops_simplified, fold=g.folded.report, fold_scaled_error=g.folded.scaled_error,
+            ops_after_simplify=g.ops_simplified, fold=g.folded.report, fold_scaled_error=None,
             parity=result.report, metadata=meta, notes=list(getattr(reporter, "notes", [])),
             extra={**extra, "triton_config": str(written.config_path)}, ops_after_optimize=g.ops_optimized,
             optimize=g.optimized, parity_gate=result.gate.to_dict())
@@ -238,6 +243,9 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
     with reporter.stage("export", f"{options.exporter} exporter, opset {options.opset}, dynamic {options.dynamic}"):
         exported = st.export(folded, prepared, exporter=options.exporter, opset=options.opset, dynamic=options.dynamic,
                              expected=plan.expected)
+    for line in exported.warnings:
+        reporter.note(f"TorchScript tracer: {line} (the graph may be frozen there; parity at other shapes checks "
+                      "it, and --exporter dynamo refuses such code instead)")
     proto = exported.proto
     if options.simplify:
         with reporter.stage("simplify", "onnxsim"):

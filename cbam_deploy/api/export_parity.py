@@ -169,11 +169,13 @@ def _floor_gate(plan: ParityPlan, outputs, report: ParityReport, eager: nn.Modul
     return ParityResult(judged, gate, [note])
 
 
-def parity_failure(result: ParityResult) -> str:
-    """The one line a failed parity raises with."""
+def parity_failure(result: ParityResult, *, fold_error: float | None = None) -> str:
+    """The one line a failed parity raises with; ``fold_error``: folding alone against eager."""
     gate = result.gate
     why = ""
     if gate.float32_floor is not None:
         why = (f" (gate {gate.gate:.3g} = max(table {gate.table:g}, {gate.floor_multiple:g} x float32 floor "
                f"{gate.float32_floor:.2g}): the graph computes something else than eager)")
+    if fold_error is not None:
+        why += f"; folding alone: scaled error {fold_error:.2g} against unfolded eager"
     return "parity against eager failed, nothing written: " + "; ".join(result.report.failures()) + why

@@ -83,9 +83,8 @@ def prepare(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic: str,
 
 @dataclass
 class Folded:
-    module: nn.Module  # folded, whole-map pooling made global when H, W are dynamic; flat outputs
+    module: FlatOutputs  # folded, whole-map pooling made global when H, W are dynamic
     report: FoldReport
-    scaled_error: float  # folded against unfolded eager on the example inputs
     pooling_rewrites: int = 0
 
 
@@ -94,15 +93,23 @@ def fold(prepared: Prepared) -> Folded:
     from ..optimize import globalize_pooling
 
     folded, report = fold_batchnorms(prepared.eager.model)
-    with torch.no_grad():
-        got = FlatOutputs(folded, prepared.eager.paths)(*prepared.inputs)
-    error = max((float(np.abs(g.numpy() - r).max() / max(float(np.abs(r).max()), 1e-12))
-                 for g, r in zip(got, prepared.expected.values()) if r.size), default=0.0)
     rewrites = 0
     if any(axis != 0 for a in prepared.axes for axis in a):
         folded, found = globalize_pooling(folded)  # H/W dynamic: a kernel from x.size() would pin them
         rewrites = len(found)
-    return Folded(FlatOutputs(folded, prepared.eager.paths), report, error, rewrites)
+    return Folded(FlatOutputs(folded, prepared.eager.paths), report, rewrites)
+
+
+def fold_error(prepared: Prepared, folded: Folded) -> float:
+    """Scaled error of the folded module against unfolded eager on the example inputs.
+
+    Parity compares the final graph with unfolded eager, which covers folding; this one forward is
+    spent only when parity fails, to say whether folding alone is to blame.
+    """
+    with torch.no_grad():
+        got = folded.module(*prepared.inputs)
+    return max((float(np.abs(g.numpy() - r).max() / max(float(np.abs(r).max()), 1e-12))
+                for g, r in zip(got, prepared.expected.values()) if r.size), default=0.0)
 
 
 @dataclass
@@ -110,6 +117,7 @@ class Exported:
     proto: onnx.ModelProto
     ops: dict[str, int]
     exporter: str
+    warnings: list[str] = field(default_factory=list)  # the TorchScript tracer's, where the trace may freeze values
 
 
 def export(folded: Folded, prepared: Prepared, *, exporter: str, opset: int, dynamic: str,
@@ -122,16 +130,17 @@ def export(folded: Folded, prepared: Prepared, *, exporter: str, opset: int, dyn
     first, last = expected[0], expected[-1]
     out_axes = output_axes([torch.from_numpy(v) for v in first.values()], [torch.from_numpy(v) for v in last.values()],
                            prepared.output_names, prepared.axes[0])
+    notes: list[str] = []
     proto = export_to_onnx(folded.module, prepared.trace_inputs, input_names=prepared.input_names,
                            output_names=prepared.output_names, dynamic_axes=prepared.axes, opset=opset,
-                           exporter=exporter, output_axes=out_axes)
+                           exporter=exporter, output_axes=out_axes, notes=notes)
     fixed = graph.specialized_axes(proto, dict(zip(prepared.input_names, prepared.axes)))
     if fixed:
         raise CheckFailedError(
             f"--dynamic {dynamic} asked for dynamic axes the exporter made fixed ({', '.join(fixed)}): the "
             "model's code ties them to the traced size (e.g. a pooling kernel taken from x.size()); "
             "use adaptive/global pooling there, or a --dynamic mode without those axes")
-    return Exported(proto, graph.op_counts(proto), exporter)
+    return Exported(proto, graph.op_counts(proto), exporter, notes)
 
 
 def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -32,10 +32,10 @@ def load_inputs(model: ExportedModel, paths: Sequence[str]) -> tuple[np.ndarray,
             raise UsageError(f"{p!r} is not an image ({', '.join(IMAGE_SUFFIXES)}) or a .npy batch")
     if len(paths) == 1 and paths[0].endswith(".npy"):
         batch = load_npy(paths[0])
-        if batch.ndim != len(model.traced_shape) or batch.dtype.kind != "f" or len(batch) == 0:
-            raise UsageError(f"{paths[0]!r} holds a {batch.dtype} array of shape {list(batch.shape)}; expected a "
-                             f"non-empty float batch shaped like {list(model.traced_shape)}")
-        return np.ascontiguousarray(batch, dtype=np.float32), None
+        if batch.ndim != len(model.traced_shape) or len(batch) == 0:
+            raise UsageError(f"{paths[0]!r} holds an array of shape {list(batch.shape)}; expected a non-empty "
+                             f"batch shaped like {list(model.traced_shape)}")
+        return batch, None  # dtype and shape are checked by the runner, against the model's own inputs
     if any(p.endswith(".npy") for p in paths):
         raise UsageError("give either image files or a single .npy batch, not both")
     pre = model.preprocessing
@@ -47,25 +47,25 @@ def load_inputs(model: ExportedModel, paths: Sequence[str]) -> tuple[np.ndarray,
 
 
 def classify(model: str | Path | ExportedModel, inputs: Sequence[str], *, backend: str = "onnxruntime",
-             provider: str = "cpu", top_k: int = 3, allow_nonfinite: bool = False) -> Classification:
+             provider: str = "cpu", top_k: int = 3, allow_nonfinite: bool = False, trust_model_code: bool = False,
+             verify: bool = True) -> Classification:
     """Top-``top_k`` classes for every input. ``backend``: "onnxruntime" (the ONNX) or "eager" (the
     PyTorch model it was exported from). Non-finite outputs are an error: a model answering NaN is broken."""
     if top_k <= 0:
         raise UsageError(f"top_k must be positive, got {top_k}")
-    exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model)
+    exported = (model if isinstance(model, ExportedModel) else
+                ExportedModel.open(model, trust_model_code=trust_model_code, verify=verify))
     if len(exported.input_names) != 1:
         raise UsageError(f"model {exported.name!r} takes {len(exported.input_names)} inputs "
                          f"({', '.join(exported.input_names)}); classification feeds one image input: use "
                          "cbam_deploy.api or tritonclient")
     batch, pictures = load_inputs(exported, inputs)
-    if backend == "eager":
-        runner = exported.eager_runner()
-    elif backend == "onnxruntime":
-        from ..backends.onnxruntime import OnnxRuntimeRunner
+    from ..backends import open_runner
 
-        runner = OnnxRuntimeRunner(exported.onnx_path, provider=provider)
-    else:
+    if backend not in ("onnxruntime", "eager"):
         raise UsageError(f"unknown backend {backend!r}; valid: onnxruntime, eager")
+    runner = (open_runner("torch", exported) if backend == "eager" else
+              open_runner(f"onnxruntime-{provider}", exported, allow_nonfinite=allow_nonfinite))
     runner.allow_nonfinite = allow_nonfinite
     with runner:
         logits = runner.infer({exported.input_name: batch})[exported.output_names[0]].astype(np.float32)

@@ -170,7 +170,8 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
     meta = model.metadata
     classifier = bool(meta.get("classifier") or model.classes) or meta.get("num_classes") is not None
     cell.parity = compare_runners(reference, runner, cases, backend=cell.backend, precision=precision,
-                                  tolerance=tolerance, classifier=classifier, make_feed=make_feed)
+                                  tolerance=tolerance, classifier=classifier, make_feed=make_feed,
+                                  floor=lambda feeds: _float32_floor(reference, feeds))
     cell.failures = cell.parity.failures()
     if is_reference_task(meta):
         from ..reference.evaluate import evaluate_heldout
@@ -183,6 +184,13 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
             cell.failures.append(f"held-out top-1 {100 * acc.top1:.1f}% is {acc.accuracy_drop_points:.1f} points below "
                                  f"eager's (tolerance {tolerance.max_accuracy_drop_points})")
     cell.status = "fail" if cell.failures else "pass"
+
+
+def _float32_floor(reference, feeds: list[dict[str, np.ndarray]]) -> float:
+    """float32 eager's own error on ``feeds`` (float64 copy of the reference module)."""
+    from ..compare.conditioning import float32_floor
+
+    return float32_floor(reference.model, feeds, [s.name for s in reference.input_specs()])
 
 
 def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], cases, make_feed, *, forced: bool):

@@ -108,7 +108,19 @@ def add_json_args(p: argparse.ArgumentParser) -> None:
                    help="print the full result as JSON on stdout (human-readable output goes to stderr)")
 
 
-def add_report_args(p: argparse.ArgumentParser) -> None:
-    """Reports written to files (never overwritten unless --force)."""
+def add_report_args(p: argparse.ArgumentParser, *, markdown: bool = True) -> None:
+    """Reports written to files, refused before any work if they exist (unless --force)."""
     p.add_argument("--json-out", default=None, metavar="PATH", help="also write the full result as JSON to PATH")
-    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report to PATH")
+    if markdown:
+        p.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report to PATH")
+    p.add_argument("--force", action="store_true", help="overwrite report files that already exist")
+
+
+def check_output_files(args: argparse.Namespace, *options: str) -> None:
+    """Refuse existing (or unwritable) output files before any work starts: ``options`` are dest names."""
+    from ..artifacts import check_output_file
+
+    for dest in options:
+        path = getattr(args, dest, None)
+        if path:
+            check_output_file(path, force=getattr(args, "force", False), option="--" + dest.replace("_", "-"))

@@ -9,7 +9,7 @@ from typing import Sequence
 from ..errors import UsageError
 from ..options import ORT_PROVIDERS, PRECISIONS
 from .args import (add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args, add_precisions_arg,
-                   csv_choices, csv_positive_ints, non_negative_int, positive_float, positive_int)
+                   add_report_args, check_output_files, csv_choices, csv_positive_ints, non_negative_int, positive_float, positive_int)
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 HOW_TO_READ = ("Configurations are timed interleaved in one process (one call each per round), ONNX Runtime "
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bare", action="store_true", help="also time a bare InferenceSession.run (FP32): the runner's overhead")
     add_calibration_arg(p, "Default: 'reference' for the reference model.")
     add_json_args(p)
-    p.add_argument("--json-out", default=None, metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="write a bar chart of median latencies")
+    add_report_args(p, markdown=False)
     add_debug_flag(p)
     return p
 
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import console, print_json, write_reports
 
+    check_output_files(args, "json_out", "plot")
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
     batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)

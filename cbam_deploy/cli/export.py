@@ -196,12 +196,11 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     options.check()
     report = export_source(_source(args), options, reporter=RichReporter())
+    print_summary(report, json_stdout=args.json)
     if args.json:
         from .render import print_json
 
         print_json(report.to_dict())
-    else:
-        print_summary(report)
     return EXIT_OK
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
 from ..options import ORT_PROVIDERS
-from .args import add_json_args, add_model_folder_args, positive_int
+from .args import add_json_args, add_model_folder_args, check_output_files, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -40,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import print_json
 
-    if args.attention_map and Path(args.attention_map).exists() and not args.force:
-        raise UsageError(f"{args.attention_map!r} already exists; pass --force to overwrite it")
+    check_output_files(args, "attention_map")
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     result = classify(model, args.inputs, backend=args.backend, provider=args.provider, top_k=args.top_k,
                       allow_nonfinite=args.allow_nonfinite)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..options import BACKENDS, PRECISIONS
 from .args import (add_backends_arg, add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args,
-                   add_precisions_arg, add_report_args, csv_choices, csv_positive_ints, csv_resolutions, positive_int)
+                   add_precisions_arg, add_report_args, check_output_files, csv_choices, csv_positive_ints, csv_resolutions, positive_int)
 from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import print_localization, print_validation, write_reports
 
+    check_output_files(args, "json_out", "markdown")
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
     backends = csv_choices(args.backends, BACKENDS, "--backends")
     batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")

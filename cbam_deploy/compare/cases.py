@@ -10,7 +10,7 @@ Builds nothing and runs no model: callers pass a function that tries one.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -25,7 +25,9 @@ STRIDES = (32, 64, 16, 8)
 PARITY_SEED = 0
 
 
-class TensorSpecLike:  # the structural type feeds need: backends.base.TensorSpec fits
+class TensorSpecLike(Protocol):
+    """What a feed needs of an input's spec (``backends.base.TensorSpec`` fits)."""
+
     name: str
 
 

@@ -43,14 +43,40 @@ def user_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in root.named_modules() if name}
 
 
+@dataclass
+class Capture:
+    """One forward pass: module outputs per call in completion order, the model's outputs, and the
+    tensor arguments of every call (references, with their in-place version counters)."""
+
+    activations: list[Activation]
+    outputs: list[np.ndarray]
+    arguments: dict[tuple[str, int], list[tuple[torch.Tensor, int]]]
+
+    def inputs(self, module: str, call: int) -> list[np.ndarray] | None:
+        """The arguments of one call as they were then, or None when an in-place op changed one since
+        (an in-place ReLU on its input): then only a second pass tells."""
+        args = self.arguments.get((module, call), [])
+        if any(t._version != version for t, version in args):
+            return None
+        return [_as_array(t) for t, _ in args]
+
+
 def capture(model: nn.Module, feed: Mapping[str, np.ndarray], input_names: list[str],
-            modules: Collection[str]) -> tuple[list[Activation], list[np.ndarray]]:
-    """Run ``model`` once on ``feed``; the outputs of ``modules`` per call, in completion order, and the
-    model's outputs."""
+            modules: Collection[str]) -> Capture:
+    """Run ``model`` once on ``feed``, hooked on ``modules`` (and every BatchNorm, for folding)."""
     named = user_modules(model)
     activations: list[Activation] = []
     calls: dict[str, int] = {}
     live: dict[int, Activation] = {}  # storage pointer of a conv/linear output -> its activation
+    arguments: dict[tuple[str, int], list[tuple[torch.Tensor, int]]] = {}
+    pre_calls: dict[str, int] = {}
+
+    def pre_hook(name: str):
+        def record(_module: nn.Module, args) -> None:
+            call = pre_calls.get(name, 0)
+            pre_calls[name] = call + 1
+            arguments[(name, call)] = [(a, a._version) for a in args if isinstance(a, torch.Tensor)]
+        return record
 
     def hook(name: str):
         def record(module: nn.Module, args, output) -> None:
@@ -76,6 +102,7 @@ def capture(model: nn.Module, feed: Mapping[str, np.ndarray], input_names: list[
 
     handles = [m.register_forward_hook(hook(n)) for n, m in named.items()
                if n and (n in modules or isinstance(m, _BATCHNORMS))]
+    handles += [m.register_forward_pre_hook(pre_hook(n)) for n, m in named.items() if n in modules]
     try:
         with torch.no_grad():
             args = [torch.from_numpy(np.ascontiguousarray(feed[n], dtype=np.float32)) for n in input_names]
@@ -85,7 +112,7 @@ def capture(model: nn.Module, feed: Mapping[str, np.ndarray], input_names: list[
             h.remove()
     results = result if isinstance(result, (tuple, list)) else (result,)
     activations = [a for a in activations if a.value is not None]
-    return activations, [_as_array(r) for r in results if isinstance(r, torch.Tensor)]
+    return Capture(activations, [_as_array(r) for r in results if isinstance(r, torch.Tensor)], arguments)
 
 
 def capture_inputs(model: nn.Module, feed: Mapping[str, np.ndarray], input_names: list[str], module: str,

@@ -14,16 +14,19 @@ import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import onnx
 
 from ..errors import UsageError
-from .eager_capture import Activation, capture, capture_inputs, user_modules
-from .graph_scopes import ModuleTensors, expose, module_tensors, node_scopes
+from .eager_capture import Activation, Capture, capture, capture_inputs, user_modules
+from .graph_scopes import ModuleTensors, exposed_bytes, module_tensors, node_scopes
 from .parity import OutputComparison, compare_output
 from .tolerances import Tolerance, tolerance_for
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _MAX_CALLS = 4  # calls of one module matched by least error (permutations: 4! at most)
 
@@ -118,10 +121,14 @@ def _load(model: Any) -> onnx.ModelProto:
     raise UsageError(f"localize needs an ONNX model (proto, bytes, .onnx path or exported model), got {type(model).__name__}")
 
 
-def localize(exported_model_or_onnx: Any, eager_module, feed: Mapping[str, np.ndarray], *, precision: str = "fp32",
-             tolerance: Tolerance | None = None, provider: str = "cpu") -> LocalizationReport:
+def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mapping[str, np.ndarray], *,
+             precision: str = "fp32", tolerance: Tolerance | None = None, provider: str = "cpu") -> LocalizationReport:
     """Compare every module's output in the ONNX graph with eager's on ``feed`` (float32 arrays by
-    input name) and name the first module out of ``tolerance`` (default: the precision's)."""
+    input name) and name the first module out of ``tolerance`` (default: the precision's table).
+
+    ``exported_model_or_onnx``: an ONNX proto, its bytes, a ``.onnx`` path or an exported model
+    (anything with ``.proto``), at any precision. ``provider``: ONNX Runtime's (cpu, cuda, tensorrt).
+    """
     from ..backends.base import cast_feed
     from ..backends.onnxruntime import OnnxRuntimeRunner
 
@@ -141,19 +148,20 @@ def localize(exported_model_or_onnx: Any, eager_module, feed: Mapping[str, np.nd
         raise UsageError(f"the feed has no value for input(s) {', '.join(missing)} (given: {', '.join(feed)})")
     exposed = {t for m in tensors.values() for t in (*m.outputs, *m.inputs)} | {g[2] for g in gates}
     # NaN/Inf inside the graph is what is being looked for here, not a reason to stop.
-    with OnnxRuntimeRunner(expose(proto, sorted(exposed)).SerializeToString(), provider=provider,
+    with OnnxRuntimeRunner(exposed_bytes(proto, sorted(exposed)), provider=provider,
                            allow_nonfinite=True) as runner:
         values = runner.infer(cast_feed(runner, {n: np.asarray(feed[n], np.float32) for n in input_names}))
-    values = {k: v.astype(np.float32) for k, v in values.items()}
-    activations, eager_outputs = capture(eager_module, feed, input_names, set(tensors))
+    values = {k: v.astype(np.float32, copy=False) for k, v in values.items()}
+    captured = capture(eager_module, feed, input_names, set(tensors))
+    activations = captured.activations
     with np.errstate(all="ignore"):  # Inf/NaN tensors (an FP16 overflow) are reported as failures, not warned about
         pairs, unpaired = _pair(activations, tensors, values, modules)
         errors = [_compare(act, tensor, values[tensor], tolerance) for act, tensor in pairs]
         first = next((e for e in errors if e.failures), None)
-        first_inputs = _input_errors(first, tensors, values, errors, eager_module, feed, input_names,
+        first_inputs = _input_errors(first, tensors, values, errors, captured, eager_module, feed, input_names,
                                      tolerance) if first else []
         outputs = [compare_output(o.name, values[o.name], ref, tolerance, classifier=False)
-                   for o, ref in zip(proto.graph.output, eager_outputs)]
+                   for o, ref in zip(proto.graph.output, captured.outputs)]
     report = LocalizationReport(precision, tolerance, first, first_inputs, "", errors,
                                 _blocks(gates, errors, values, activations, tensors), outputs, unpaired)
     report.verdict = _verdict(report)
@@ -163,7 +171,9 @@ def localize(exported_model_or_onnx: Any, eager_module, feed: Mapping[str, np.nd
 
 def _pair(activations: list[Activation], tensors: dict[str, ModuleTensors], values: dict[str, np.ndarray],
           modules: Mapping[str, Any]) -> tuple[list[tuple[Activation, str]], dict[str, str]]:
-    """(eager call, ONNX tensor) pairs, matched by shape in graph order, and why the rest are not paired."""
+    """(eager call, ONNX tensor) pairs in eager's order, and why the rest are not paired. A module's
+    output is the last tensor of its shape that its nodes write for others; a shared module's calls are
+    matched to its candidates by least error."""
     by_module: dict[str, list[Activation]] = {}
     for act in activations:
         by_module.setdefault(act.module, []).append(act)
@@ -205,16 +215,31 @@ def _closest(acts: list[Activation], candidates: list[str], values: dict[str, np
 
 
 def _compare(act: Activation, tensor: str, value: np.ndarray, tolerance: Tolerance) -> ModuleError:
-    cmp = compare_output(tensor, value, act.value, tolerance, classifier=False)
+    """The parity metrics of one pair. Hundreds of pairs: the gated ones (scaled error, cosine) are
+    computed first, cheaply (6x faster on a ResNet-50 activation); a pair that fails them, or is not
+    finite, gets ``compare_output``'s full record and failure messages."""
+    ref = act.value
+    if value.shape == ref.shape and np.isfinite(value).all():
+        scale = float(np.abs(ref).max()) or 1.0
+        max_abs = float(np.abs(value - ref).max())
+        out64, ref64 = value.ravel().astype(np.float64), ref.ravel().astype(np.float64)
+        denom = np.sqrt(out64 @ out64) * np.sqrt(ref64 @ ref64)
+        cosine = float(out64 @ ref64 / denom) if denom else float(np.array_equal(out64, ref64))
+        if max_abs / scale <= tolerance.max_scaled_error and cosine >= tolerance.min_cosine:
+            return ModuleError(act.module, act.call, tensor, tuple(value.shape), max_abs / scale, cosine, max_abs,
+                               [], act.folded)
+    cmp = compare_output(tensor, value, ref, tolerance, classifier=False)
     return ModuleError(act.module, act.call, tensor, tuple(value.shape), cmp.scaled_error, cmp.cosine,
                        cmp.max_abs_error, cmp.failures, act.folded)
 
 
 def _input_errors(first: ModuleError, tensors: dict[str, ModuleTensors], values: dict[str, np.ndarray],
-                  errors: list[ModuleError], eager_module, feed: Mapping[str, np.ndarray], input_names: list[str],
-                  tolerance: Tolerance) -> list[dict[str, Any]]:
+                  errors: list[ModuleError], captured: Capture, eager_module, feed: Mapping[str, np.ndarray],
+                  input_names: list[str], tolerance: Tolerance) -> list[dict[str, Any]]:
     """The error of each tensor the first failing module reads, against the eager call's arguments."""
-    args = capture_inputs(eager_module, feed, input_names, first.module, first.call)
+    args = captured.inputs(first.module, first.call)
+    if args is None:
+        args = capture_inputs(eager_module, feed, input_names, first.module, first.call)
     out: list[dict[str, Any]] = []
     onnx_inputs = [t for t in tensors[first.module].inputs if t in values or t in feed]
     unused = list(args)
@@ -266,6 +291,13 @@ def _gates(proto: onnx.ModelProto, scopes: dict[str, list[str]], modules: Mappin
     return found
 
 
+def _gate_kind(shape: tuple[int, ...]) -> str | None:
+    """N x C (x 1 x 1): a channel gate (the authors' broadcasts an N x C sigmoid later); N x 1 x H x W: spatial."""
+    if len(shape) == 2 or (len(shape) == 4 and shape[2:] == (1, 1)):
+        return "channel"
+    return "spatial" if len(shape) == 4 and shape[1] == 1 else None
+
+
 def _blocks(gates, errors: list[ModuleError], values: dict[str, np.ndarray], activations: list[Activation],
             tensors: dict[str, ModuleTensors]) -> list[BlockRow]:
     """Per attention block, in graph order; a gate whose module output was rewritten away (``parallel``'s
@@ -277,7 +309,7 @@ def _blocks(gates, errors: list[ModuleError], values: dict[str, np.ndarray], act
         key = block or gate or tensor
         row = rows.setdefault(key, BlockRow(key))
         shape = values[tensor].shape if tensor in values else ()
-        kind = "channel" if len(shape) == 4 and shape[2:] == (1, 1) else "spatial" if len(shape) == 4 and shape[1] == 1 else None
+        kind = _gate_kind(shape)
         if kind is None:
             row.notes.append(f"gate {gate or tensor}: neither channel- nor spatial-shaped {list(shape)}")
             continue

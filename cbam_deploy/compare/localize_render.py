@@ -39,7 +39,7 @@ def _module_rows(report: "LocalizationReport") -> list[list[str]]:
 
 def _block_rows(report: "LocalizationReport") -> list[list[str]]:
     return [[b.block, _fmt(b.channel), _fmt(b.spatial), _fmt(b.output),
-             "-" if b.growth is None else f"{b.growth:.2f}x", "; ".join(dict.fromkeys(b.notes))] for b in report.blocks]
+             "-" if b.growth is None else f"{b.growth:.3g}x", "; ".join(dict.fromkeys(b.notes))] for b in report.blocks]
 
 
 MODULE_HEADERS = ["module", "ONNX tensor", "scaled error", "cosine", "result", "of tolerance"]

@@ -17,11 +17,14 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxsim with its own numeric check; a failed check is an error, never just a log line."""
+    """onnxsim; a failure is an error, never just a log line."""
     import onnxsim
 
     try:
-        simplified, ok = onnxsim.simplify(model)
+        # check_n=0: onnxsim's own check runs ONNX Runtime on random inputs before and after (2-3 s
+        # of CPU on a ResNet-50); the export's parity stage runs the final graph against eager at
+        # every case anyway, which is the stronger check.
+        simplified, ok = onnxsim.simplify(model, check_n=0)
     except Exception as exc:
         raise CheckFailedError(f"onnxsim failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not ok:

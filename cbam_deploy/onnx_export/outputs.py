@@ -64,6 +64,10 @@ class FlatOutputs(nn.Module):
         super().__init__()
         self.model = model
         self.paths = [tuple(p) for p in paths]
+        # A new Module is in training mode; the exporters put the wrapper in eval mode while they run
+        # and then restore *its* mode recursively, which would leave ``model`` training (BatchNorm
+        # statistics updated by the next forward). The wrapper takes the model's mode instead.
+        self.train(model.training)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         leaves = flatten_outputs(self.model(*inputs))

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import warnings
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import onnx
@@ -42,20 +43,33 @@ def dynamic_axes_for(mode: str, rank: int) -> dict[int, str]:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[io.StringIO]:
-    """The exporter logs warnings (e.g. torchvision not installed) that say nothing to our users."""
-    captured = io.StringIO()
+def _quiet_exporter() -> Iterator[list[warnings.WarningMessage]]:
+    """The exporters log and warn about things that say nothing to our users (torchvision not
+    installed, the TorchScript exporter's deprecation); the warnings are recorded, not shown."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.jit")]
     levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
         for lg in loggers:
             lg.setLevel(logging.ERROR)
         try:
-            yield captured
+            yield caught
         finally:
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
+
+
+def tracer_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The TorchScript tracer's warnings that the graph may not generalise (a Python value taken
+    from a tensor is frozen into the trace), one line each, without repeats."""
+    lines = []
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning):
+            first = str(w.message).splitlines()[0].split(". ")[0]  # the rest is the same boilerplate each time
+            line = f"{Path(w.filename).name}, line {w.lineno}: {first}"
+            if line not in lines:
+                lines.append(line)
+    return lines
 
 
 def export_to_onnx(
@@ -68,23 +82,28 @@ def export_to_onnx(
     opset: int = DEFAULT_OPSET,
     exporter: str = DEFAULT_EXPORTER,
     output_axes: Sequence[dict[int, str]] | None = None,
+    notes: list[str] | None = None,
 ) -> onnx.ModelProto:
     """Export an eval-mode model whose outputs are a flat tuple of tensors (or one tensor).
 
     ``dynamic_axes[i]`` names the dynamic axes of input ``i``; axes with the same name share one
     size. ``output_axes[i]`` names output ``i``'s dynamic axes (the TorchScript exporter needs them
-    said; dynamo derives them).
+    said; dynamo derives them). ``notes`` receives the TorchScript tracer's warnings that the
+    graph may be frozen to the traced values (parity at other shapes is the proof either way).
     """
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
     if opset < MIN_OPSET:
         raise UsageError(f"--opset {opset} is not supported; use {MIN_OPSET} or newer")
     try:
-        with _quiet_exporter(), torch.no_grad():
+        with _quiet_exporter() as caught, torch.no_grad():
             if exporter == "dynamo":
                 return _dynamo(model, tuple(example_inputs), input_names, output_names, dynamic_axes, opset)
-            return _torchscript(model, tuple(example_inputs), input_names, output_names, dynamic_axes,
-                                output_axes or [{} for _ in output_names], opset)
+            proto = _torchscript(model, tuple(example_inputs), input_names, output_names, dynamic_axes,
+                                 output_axes or [{} for _ in output_names], opset)
+        if notes is not None:
+            notes.extend(tracer_warnings(caught))
+        return proto
     except Exception as exc:  # the exporters raise many types; the message is what users need
         raise CheckFailedError(f"torch.onnx.export ({exporter}) failed: {_first_line(exc)}") from exc
 

@@ -145,7 +145,7 @@ class Graph:
             muls = [u for u in users if u.op_type == "Mul"]
             if any(i not in (current, sigmoid_input) for m in muls for i in m.input):
                 return True
-            views = [u for u in users if u.op_type in _VIEW_OPS | {"Add"}]
+            views = [u for u in users if u.op_type in _VIEW_OPS | {"Add"}]  # Shape/Size users only read dims
             if len(views) != 1:
                 return False
             current = views[0].output[0]

@@ -56,7 +56,8 @@ def _multiplier(gate_out: str, consumers: dict[str, list[onnx.NodeProto]]) -> st
     """The tensor the Mul reads: the gate after the view ops and gate-combining Adds that follow it."""
     current, adds = gate_out, 0
     for _ in range(_MAX_GATE_STEPS):
-        users = consumers.get(current, [])
+        # Shape/Size read only the gate's dimensions (e.g. for a flatten's target shape): not a use.
+        users = [u for u in consumers.get(current, []) if u.op_type not in ("Shape", "Size")]
         if any(u.op_type == "Mul" for u in users) or len(users) != 1:
             break
         user = users[0]

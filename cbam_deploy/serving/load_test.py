@@ -14,7 +14,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .process import ServeProcess, free_ports  # noqa: F401  (re-exported: older callers import them here)
 
 MALFORMED_KINDS = ("nan", "wrong_shape", "wrong_dtype", "wrong_name", "batch_over_max", "garbage_body")
 _TRITON_DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64",

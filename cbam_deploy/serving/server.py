@@ -14,7 +14,7 @@ normally (exit 0). A second signal kills Triton at once and raises ``Interrupted
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import shutil
 import signal
@@ -34,6 +34,11 @@ from .triton_process import (TritonProcess, prepare_backends, triton_distributio
                              workspace_folder)
 
 BACKENDS = SERVE_BACKENDS
+TOKEN_HEADER = "cbam-serve-token"
+STOP_GRACE_S = 5  # after the drain, for Triton to exit (it checks every second)
+# Triton's own wait on SIGTERM. In-flight requests were already answered by the drain; what Triton
+# would still wait for is clients' idle keep-alive connections to close, which may never happen.
+TRITON_EXIT_TIMEOUT_S = 1
 _SIGNALS = {signal.SIGINT: ("SIGINT", EXIT_SIGINT), signal.SIGTERM: ("SIGTERM", EXIT_SIGTERM)}
 
 
@@ -77,24 +82,56 @@ def write_repository(model_dir: str | Path, options: ServeOptions, repository: P
     return name
 
 
-def _command(dist: Path, workspace: Path, options: ServeOptions, shm_prefix: str) -> list[str]:
+def _command(dist: Path, workspace: Path, options: ServeOptions, name: str, shm_prefix: str, token: str) -> list[str]:
+    # Explicit model control, so that stopping can unload the model first; the repository API
+    # (load/unload) answers only requests carrying our token.
+    restricted = f"model-repository:{TOKEN_HEADER}={token}"
     return [str(dist / "bin" / "tritonserver"), f"--model-repository={workspace / 'models'}",
+            "--model-control-mode=explicit", f"--load-model={name}", f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
             f"--backend-directory={prepare_backends(dist, workspace)}", "--disable-auto-complete-config",
             f"--http-address={options.host}", f"--http-port={options.http_port}",
             f"--grpc-address={options.host}", f"--grpc-port={options.grpc_port}",
             f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-            f"--exit-timeout-secs={options.exit_timeout_s}", f"--log-verbose={options.log_verbose}",
+            f"--exit-timeout-secs={TRITON_EXIT_TIMEOUT_S}", f"--log-verbose={options.log_verbose}",
             f"--log-info={'true' if options.log_verbose else 'false'}"]
 
 
-def _model_ready(options: ServeOptions, name: str) -> bool:
+def _base_url(options: ServeOptions) -> str:
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+    return f"http://{host}:{options.http_port}"
+
+
+def _model_ready(options: ServeOptions, name: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{host}:{options.http_port}/v2/models/{name}/ready", timeout=2) as r:
+        with urllib.request.urlopen(f"{_base_url(options)}/v2/models/{name}/ready", timeout=2) as r:
             return r.status == 200
     except (OSError, urllib.error.URLError):
         return False
+
+
+def _repository(options: ServeOptions, path: str, token: str, body: dict) -> object:
+    request = urllib.request.Request(f"{_base_url(options)}/v2/repository/{path}", data=json.dumps(body).encode(),
+                                     headers={TOKEN_HEADER: token, "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def _drain(triton: TritonProcess, options: ServeOptions, name: str, token: str) -> None:
+    """Unload the model before stopping Triton: from that moment it takes no new request and is not
+    ready, and Triton unloads it once its in-flight requests are answered (up to the exit timeout)."""
+    deadline = time.monotonic() + options.exit_timeout_s
+    try:
+        _repository(options, f"models/{name}/unload", token, {})
+        while triton.alive() and time.monotonic() < deadline:
+            states = {e.get("state") for e in _repository(options, "index", token, {}) if e.get("name") == name}
+            if not states & {"READY", "LOADING", "UNLOADING"}:
+                return
+            time.sleep(0.05)
+    except (OSError, ValueError, urllib.error.URLError):
+        return  # Triton is gone or going (a second signal): the SIGTERM that follows settles it
 
 
 class _Signals:
@@ -174,20 +211,24 @@ def serve(model_dir: str | Path, options: ServeOptions, *, on_ready: Callable[[s
     with _Signals(stop_event) as signals, workspace_folder() as workspace:
         _check_backend(options.backend, workspace)
         name = write_repository(model_dir, options, workspace / "models")
-        triton = TritonProcess(_command(dist, workspace, options, shm_prefix), triton_environment(dist, workspace), shm_prefix)
+        token = os.urandom(16).hex()
+        triton = TritonProcess(_command(dist, workspace, options, name, shm_prefix, token),
+                               triton_environment(dist, workspace), shm_prefix)
         signals.triton = triton
         try:
-            if _wait_until_ready(triton, options, name, stop_event) and on_ready:
+            ready = _wait_until_ready(triton, options, name, stop_event)
+            if ready and on_ready:
                 on_ready(name)
             while not stop_event.wait(0.5):
                 if not triton.alive():
                     raise EnvironmentProblem(f"Triton Inference Server stopped unexpectedly: {triton.reason()}")
         finally:
-            # Triton gets its exit timeout for in-flight requests, plus time to unload; then it is killed.
-            stopped = triton.stop(grace=options.exit_timeout_s + 3)
+            if triton.alive():
+                _drain(triton, options, name, token)
+            stopped = triton.stop(grace=STOP_GRACE_S)  # nothing in flight now: Triton exits in a second or two
         forced = signals.forced()
         if forced is not None:
             raise forced
         if not stopped:
-            raise EnvironmentProblem(f"Triton Inference Server did not stop within {options.exit_timeout_s + 3}s "
-                                     "of SIGTERM and was killed")
+            raise EnvironmentProblem(f"Triton Inference Server did not stop within {STOP_GRACE_S}s of SIGTERM "
+                                     "and was killed")

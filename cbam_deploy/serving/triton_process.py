@@ -125,7 +125,7 @@ class TritonProcess:
         lines = list(self.tail)
         for line in reversed(lines):
             if line.startswith("E") and _LOG_PREFIX.match(line):
-                return _LOG_PREFIX.sub("", line).strip()
+                return _LOG_PREFIX.sub("", line).strip().strip('"').strip()
         return lines[-1].strip() if lines else "no output"
 
     def stop(self, grace: float) -> bool:

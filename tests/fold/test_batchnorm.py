@@ -107,3 +107,73 @@ def test_generic_pairs_found_from_the_graph():
     x = torch.randn(3, 3, 10, 10)
     with torch.no_grad():
         assert scaled_error(folded(x), model(x)) < 1e-5
+
+
+class PlainSubclass(nn.BatchNorm2d):
+    """A BatchNorm2d subclass that adds nothing to forward: folded like a BatchNorm2d."""
+
+
+def timm_style():
+    from cbam_deploy.models.user_model import load_factory
+    from tests.conftest import EXAMPLES
+
+    return load_factory(f"{EXAMPLES / 'timm_style.py'}:build_resnet")
+
+
+def test_batchnorm_subclasses_are_matched():
+    model = randomize_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), PlainSubclass(4), nn.ReLU())).eval()
+    folded, report = fold_batchnorms(model)
+    assert report.folded == [("0", "1")] and n_batchnorms(folded) == 0
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        assert scaled_error(folded(x), model(x)) < 1e-5
+
+
+def test_a_subclass_with_its_own_forward_is_left_to_the_exporter_and_said_once():
+    model = randomize_batchnorm(timm_style()()).eval()
+    gates = [name for name, m in model.named_modules() if type(m).__name__ == "BatchNormAct2d"]
+    folded, report = fold_batchnorms(model)
+    assert len(gates) == 4 and sorted(report.unfolded) == sorted(gates) == sorted(report.left_to_exporter)
+    assert all("BatchNormAct2d has its own forward" in why for why in report.unfolded.values())
+    assert "never called" not in " ".join(report.unfolded.values())
+    (note,) = report.notes()  # one line for the four, naming the reason
+    assert note.startswith("4 BatchNorms not folded") and "BatchNormAct2d" in note
+    assert n_batchnorms(folded) == 4  # the plain BatchNorm2d of the blocks are folded
+    report.settle(graph_batchnorms=0)
+    assert report.unfolded == {} and report.exporter_fused == gates
+    assert report.notes() == ["4 BatchNorms fused into their Conv by the exporter instead"]
+    assert report.to_dict()["fused_by_exporter"] == gates
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 1) for _ in range(3))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(4) for _ in range(3))
+
+    def forward(self, x):
+        for conv, bn in zip(self.convs, self.bns):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                x = bn(conv(x))
+        return x
+
+
+def test_untraceable_model_gives_one_message_not_one_per_batchnorm():
+    _, report = fold_batchnorms(Untraceable().eval())
+    assert report.unfolded == {} and len(report.left_to_exporter) == 3
+    (note,) = report.notes()
+    assert "torch.fx cannot trace the model" in note and "all 3 left to the exporter" in note
+    report.settle(graph_batchnorms=0)
+    assert "the exporter fused all 3" in report.notes()[0]
+
+
+def test_timm_style_export_reports_what_the_exporter_fused(tmp_path):
+    import cbam_deploy
+
+    model = randomize_batchnorm(timm_style()(), seed=2, gamma=(0.2, 0.6)).eval()
+    report = cbam_deploy.export(model, [(1, 3, 64, 64)], out=tmp_path, name="timm", dynamic="all", classifier=True)
+    assert report.passed and "BatchNormalization" not in report.ops_after_simplify
+    fold = report.fold.to_dict()
+    assert fold["unfolded"] == {} and len(fold["fused_by_exporter"]) == 4 and fold["folded"] == n_batchnorms(model) - 4
+    assert any("fused into their Conv by the exporter" in n for n in report.notes)
+    assert not any("never called" in n for n in report.notes)

@@ -46,6 +46,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tall.transpose(Image.Transpose.ROTATE_90).save(folder / "exif_rotated.png", exif=exif)
     tall.save(folder / "exif_twin.png")
     (folder / "text.png").write_text("not an image\n")
+    (folder / "folder.png").mkdir()
     (folder / "truncated.png").write_bytes((folder / "rgb.png").read_bytes()[:200])
     Image.new("1", (13500, 13500)).save(folder / "bomb.png")  # 182 M pixels: Pillow's bomb limit is 179 M
     frames = [Image.fromarray(PIXELS), Image.fromarray(255 - PIXELS)]
@@ -76,6 +77,7 @@ def test_sixteen_bit_grey_gives_the_same_answer_as_its_8_bit_twin(capfd, exporte
 @pytest.mark.parametrize("name, needle", [
     ("transparent.png", "transparent"), ("text.png", "cannot read image"), ("truncated.png", "cannot read image"),
     ("bomb.png", "too large"), ("animated.png", "animated"), ("missing.png", "does not exist"),
+    ("folder.png", "is a folder"),
 ])
 def test_unreadable_images_are_refused_by_name(capfd, exported: Path, images: Path, name: str, needle: str):
     line = assert_refused(run_cli(capfd, "cbam-infer", exported, images / name), "cbam-infer", 2, needle)
@@ -162,3 +164,19 @@ def test_pickled_npy_is_never_unpickled(capfd, tmp_path: Path, exported: Path):
         from cbam_deploy.preprocess import load_npy
 
         load_npy(tmp_path / "batch.npy")
+
+
+@pytest.mark.parametrize("header_shape, payload, needle", [
+    ((10**12, 3), 16, "claims"),  # a 12 TB array in a 100-byte file: refused before allocating
+    ((2, 3, 32, 32), 100, "claims"),  # truncated
+])
+def test_npy_headers_that_lie_are_refused_before_allocating(capfd, tmp_path: Path, exported: Path,
+                                                           header_shape: tuple[int, ...], payload: int, needle: str):
+    import io
+
+    from numpy.lib import format as npy
+
+    buffer = io.BytesIO()
+    npy.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": header_shape})
+    (tmp_path / "lie.npy").write_bytes(buffer.getvalue() + b"\0" * payload)
+    assert_refused(run_cli(capfd, "cbam-infer", exported, tmp_path / "lie.npy"), "cbam-infer", 2, needle, "lie.npy")

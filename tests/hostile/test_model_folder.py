@@ -198,9 +198,10 @@ def test_bad_model_spec_in_metadata_is_a_usage_error(exported: Path):
     ("preprocessing", {"mean": [0.5, 0.5], "std": [0.2, 0.2], "input_size": [32, 32]}, "mean"),
     ("preprocessing", "resize to 32", "preprocessing"),
     ("classes", {"0": "cat"}, "classes"),
+    ("input_shapes", [[1, 3, -32, 32]], "input_shapes"),
 ])
-def test_hostile_metadata_values_are_refused_by_name(capfd, exported: Path, workspace: Path, key: str, value,
-                                                     needle: str):
+def test_hostile_metadata_values_are_refused_by_name(capfd, exported: Path, workspace: Path, batch: Path, key: str,
+                                                     value, needle: str):
     """Metadata is data from the folder: a zero std, a 200000-pixel side or a malformed entry is one line."""
     import onnx
     from PIL import Image
@@ -213,4 +214,5 @@ def test_hostile_metadata_values_are_refused_by_name(capfd, exported: Path, work
     reseal(folder, proto)
     image = workspace / "meta.png"
     Image.new("RGB", (32, 32), (1, 2, 3)).save(image)
-    assert_refused(run_cli(capfd, "cbam-infer", folder, image), "cbam-infer", 2, needle)
+    given = batch if key == "input_shapes" else image
+    assert_refused(run_cli(capfd, "cbam-infer", folder, given), "cbam-infer", 2, needle)

@@ -202,3 +202,25 @@ def test_report_into_a_read_only_folder_is_an_environment_error(capfd, exported:
                      "--json-out", out)
     assert_refused(result, "cbam-bench", EXIT_ENVIRONMENT, str(readonly_dir))
     assert os.listdir(readonly_dir) == []
+
+
+def test_staging_left_by_a_killed_process_is_removed_by_the_next_writer(tmp_path: Path):
+    """SIGKILL cannot be handled: its staging folder stays until the next write to that target, which
+    (holding the target's lock, so no other writer is alive) removes it; other names' folders stay."""
+    import tempfile
+
+    stale = Path(tempfile.mkdtemp(prefix=".model.", suffix=".partial", dir=tmp_path))
+    (stale / "model.onnx").write_bytes(b"half")
+    other = Path(tempfile.mkdtemp(prefix=".model.v2.", suffix=".partial", dir=tmp_path))
+    with staged_directory(tmp_path / "model", force=False) as staging:
+        (staging / "model.onnx").write_bytes(b"whole")
+    assert sorted(os.listdir(tmp_path)) == [other.name, "model"]
+
+
+def test_existing_target_is_refused_before_a_model_factory_runs(capfd, exported: Path, evil):
+    """With --name the target is known: an existing one is refused before the user's code is imported."""
+    before = snapshot(exported)
+    result = run_cli(capfd, "cbam-export", "--model", evil.factory, "--input-shape", "1x3x32x32",
+                     "--out", exported.parent, "--name", exported.name)
+    assert_refused(result, "cbam-export", 2, "already exists")
+    assert not evil.marker.exists() and snapshot(exported) == before

@@ -18,14 +18,14 @@ from typing import Callable
 import pytest
 
 from cbam_deploy import interrupts
-from cbam_deploy.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+from cbam_deploy.errors import EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, Interrupted
 
 from .conftest import debris
 
 pytestmark = pytest.mark.xdist_group("hostile")
 
 BIN = Path(sys.executable).parent
-CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
+CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
 
 
 class Watched:
@@ -66,7 +66,7 @@ def _assert_one_line(lines: list[str], prog: str, sig: signal.Signals) -> None:
     assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in lines), lines[-10:]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_during_torch_onnx_export_leaves_nothing(tmp_path: Path, sig: signal.Signals):
     out = tmp_path / "models"
     run = Watched([str(BIN / "cbam-export"), "--out", str(out), "--name", "m"], tmp_path)

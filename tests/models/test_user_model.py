@@ -82,3 +82,45 @@ def test_pooling_rewrite_leaves_untraceable_models_alone():
 
     model = DataDependent()
     assert globalize_pooling(model) == (model, [])
+
+
+def test_file_in_a_package_imports_relatively():
+    # The CBAM authors' layout: model_resnet.py does `from .cbam import *`.
+    factory = load_factory(f"{EXAMPLES / 'cbam_authors' / 'model_resnet.py'}:ResidualNet")
+    model = factory("CIFAR10", 18, 10, "CBAM", width=16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert type(model.layer1[0].cbam).__name__ == "CBAM"
+
+
+def write_package(root, name: str, init: str = "") -> None:
+    pkg = root / name
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(init)
+    (pkg / "layers.py").write_text("import torch.nn as nn\nWIDTH = 3\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "net.py").write_text(
+        "import torch.nn as nn\nfrom ..layers import WIDTH\nfrom . import helpers\n"
+        "def build():\n    return nn.Linear(WIDTH, helpers.OUT)\n")
+    (pkg / "sub" / "helpers.py").write_text("OUT = 2\n")
+
+
+def test_nested_package_named_like_an_installed_one_does_not_collide(tmp_path):
+    import json
+    import sys
+
+    write_package(tmp_path, "json")  # a user's folder that shares its name with the standard library's json
+    model = load_factory(f"{tmp_path / 'json' / 'sub' / 'net.py'}:build")()
+    assert isinstance(model, nn.Linear) and model.in_features == 3 and model.out_features == 2
+    assert sys.modules["json"] is json and hasattr(json, "dumps")
+    # Loading again (a rebuild in the same process) gives a fresh import, not a stale one.
+    (tmp_path / "json" / "layers.py").write_text("WIDTH = 5\n")
+    assert load_factory(f"{tmp_path / 'json' / 'sub' / 'net.py'}:build")().in_features == 5
+
+
+def test_a_failing_package_init_is_one_line_naming_it(tmp_path):
+    write_package(tmp_path, "mynets", init="raise RuntimeError('package init broke')\n")
+    with pytest.raises(UsageError) as info:
+        load_factory(f"{tmp_path / 'mynets' / 'sub' / 'net.py'}:build")
+    message = str(info.value)
+    assert "__init__.py, line 1: RuntimeError: package init broke" in message and "\n" not in message

@@ -82,3 +82,21 @@ def test_structured_outputs_export_as_named_outputs_matching_eager(tmp_path, str
         want = [t.numpy() for _, t in flatten_outputs(model(torch.from_numpy(x)))]
     for g, w in zip(got, want):
         assert g.shape == w.shape and np.abs(g - w).max() <= 1e-5 * np.abs(w).max()
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_exporting_leaves_the_model_in_eval_mode_with_its_statistics(exporter, tmp_path):
+    from cbam_deploy.onnx_export import export_to_onnx
+    from cbam_deploy.onnx_export.outputs import flatten_module
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        wrapped, names = flatten_module(model, model(x))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_to_onnx(wrapped, (x,), input_names=["input"], output_names=names, dynamic_axes=[{0: "batch"}],
+                   exporter=exporter)
+    with torch.no_grad():
+        wrapped(x)
+    assert not model.training and not any(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -218,3 +218,14 @@ def test_both_exporters_give_the_same_graph_dynamic_and_global(variant, exporter
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert scaled_error(ort_run(report.onnx_path, x), ref) < 1e-4
+
+
+def test_tracer_warnings_are_reported_as_notes(tmp_path):
+    class Branches(torch.nn.Module):
+        def forward(self, x):
+            scale = 2.0 if float(x.mean()) < 100 else 0.0  # a Python value frozen into a trace
+            return x * scale
+
+    report = export(Branches().eval(), (torch.randn(1, 3, 8, 8),), name="m", out=tmp_path, exporter="torchscript")
+    assert report.passed
+    assert any(n.startswith("TorchScript tracer: test_pipeline.py, line") and "Python float" in n for n in report.notes)

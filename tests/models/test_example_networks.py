@@ -1,0 +1,55 @@
+"""Networks written the way users' code writes CBAM (examples/user_models/): the authors' package
+with relative imports, timm's BatchNormAct2d gates, an Ultralytics-style detector with a stride-32
+neck that returns (tensor, dict). Each exports with dynamic batch and size, matches eager at shapes
+it was not traced at, and keeps its attention FP32 in FP16."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+import cbam_deploy
+from cbam_deploy.models.user_model import UserModelSpec, build_user_model
+from tests.conftest import EXAMPLES, randomize_batchnorm
+
+# name -> (factory, kwargs, traced input shape, CBAM modules)
+NETWORKS = {
+    "authors_package": (f"{EXAMPLES / 'cbam_authors' / 'model_resnet.py'}:ResidualNet",
+                        {"network_type": "CIFAR10", "depth": 18, "num_classes": 10, "att_type": "CBAM", "width": 16},
+                        (1, 3, 32, 32), 8),
+    "timm_resnet": (f"{EXAMPLES / 'timm_style.py'}:build_resnet", {}, (1, 3, 64, 64), 4),
+    "ultralytics": (f"{EXAMPLES / 'ultralytics_style.py'}:build_net", {}, (1, 3, 128, 128), 3),
+}
+
+
+def build(name: str):
+    factory, kwargs, shape, cbams = NETWORKS[name]
+    model = build_user_model(UserModelSpec(factory, kwargs=kwargs, seed=0)).model
+    return randomize_batchnorm(model, seed=4, gamma=(0.2, 0.6)).eval(), shape, cbams
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_exports_with_dynamic_axes_and_matches_eager_elsewhere(tmp_path, name):
+    model, shape, _ = build(name)
+    report = cbam_deploy.export(model, [shape], out=tmp_path, name=name, dynamic="all")
+    assert report.passed, report.parity.failures()
+    untraced = [c for c in report.parity.cases if "not traced" in c.label]
+    assert untraced and all(c.passed for c in untraced)
+    graph = onnx.load(str(report.onnx_path)).graph
+    assert "BatchNormalization" not in {n.op_type for n in graph.node}
+    assert not any("never called" in note for note in report.notes)
+    if name == "ultralytics":  # (predictions, {"p3", "p4", "p5"}) outside export mode: four named outputs
+        assert len(graph.output) == 4
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_fp16_keeps_every_gate_and_channel_mlp_fp32(tmp_path, name):
+    model, shape, cbams = build(name)
+    report = cbam_deploy.export(model, [shape], out=tmp_path, name=name, precision="fp16", dynamic="batch")
+    assert report.passed, report.parity.failures()
+    kept = report.metadata["precision_details"]["kept_fp32_ops"]
+    assert kept.get("Sigmoid", 0) >= 2 * cbams  # SiLU's Sigmoids may be kept too; every gate's is
+    if name == "authors_package":
+        assert kept["Gemm"] == 4 * cbams  # two Linears, applied to the avg and the max pool
+    else:
+        assert kept["Conv"] >= 2 * cbams  # the 1x1-conv MLP and the spatial conv of every gate
