@@ -4,10 +4,10 @@
 
 For every CBAM variant on ResNet-50 (and the plain host) and every example network under
 ``examples/user_models/``: BatchNorm folded, whole-map pooling made global (what ``cbam-export``
-does before exporting), then each exporter with batch, height and width dynamic. Measured per
+does before exporting), then each exporter with batch, height and width dynamic (``--dynamic all``, the default; ``--dynamic batch`` for a static resolution). Measured per
 exporter: export time, node count (raw and after onnxsim), whether the dynamic axes stay dynamic
-and hold at another batch size and resolution (parity against eager there), and whether global
-pooling stays global (Global*Pool or a Reduce over H, W, never a fixed-size kernel).
+and hold at another batch size and resolution (parity against eager there), and how many pools
+have a fixed kernel covering the whole traced map (global pooling baked to one size; 0 is right).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cbam_deploy.fold import fold_batchnorms
 from cbam_deploy.models import create_model, list_variants
 from cbam_deploy.models.user_model import UserModelSpec, build_user_model
 from cbam_deploy.onnx_export import export_to_onnx
-from cbam_deploy.onnx_export.graph import op_counts, simplify
+from cbam_deploy.onnx_export.graph import globalize_whole_map_pools, simplify
 from cbam_deploy.onnx_export.outputs import flatten_module, output_axes
 from cbam_deploy.optimize import globalize_pooling
 
@@ -47,22 +47,22 @@ def models(arch: str, shape: tuple[int, ...]):
             yield path.stem, model, [tuple(int(d) for d in s.split("x")) for s in shapes]
 
 
-def pooling_global(proto: onnx.ModelProto) -> bool:
-    """No AveragePool/MaxPool whose kernel covers a whole traced map (a baked-in global pool)."""
-    ops = op_counts(proto)
-    return not any(op in ops for op in ("AveragePool", "MaxPool")) or any(
-        op in ops for op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"))
+def fixed_whole_map_pools(proto: onnx.ModelProto) -> int:
+    """Pools whose fixed kernel covers the whole traced map (global pooling baked to one size)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    return globalize_whole_map_pools(inferred)
 
 
-def measure(name, model, shapes, exporter: str) -> dict:
+def measure(name, model, shapes, exporter: str, dynamic: str = "all") -> dict:
     folded, _ = fold_batchnorms(model)
     folded, _ = globalize_pooling(folded)
     with torch.no_grad():
         wrapped, out_names = flatten_module(folded, folded(*(torch.randn(*s) for s in shapes)))
     inputs = tuple(torch.randn(2, *s[1:]) for s in shapes)
     in_names = ["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))]
-    axes = [{0: "batch", 2: "height", 3: "width"} for _ in shapes]
-    other = [(3, s[1], s[2] * 5 // 4 // 32 * 32 or 32, s[3] * 3 // 2 // 32 * 32 or 32) for s in shapes]
+    axes = [{0: "batch", 2: "height", 3: "width"} if dynamic == "all" else {0: "batch"} for _ in shapes]
+    other = [(3, s[1], s[2] * 5 // 4 // 32 * 32 or 32, s[3] * 3 // 2 // 32 * 32 or 32) if dynamic == "all"
+             else (3, *s[1:]) for s in shapes]
     with torch.no_grad():
         out_axes = output_axes(wrapped(*inputs), wrapped(*(torch.randn(*s) for s in other)), out_names, axes[0])
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def measure(name, model, shapes, exporter: str) -> dict:
     simplified = simplify(proto)
     simplify_s = time.perf_counter() - start
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in simplified.graph.input]
-    dynamic = all(isinstance(d[0], str) and isinstance(d[2], str) and isinstance(d[3], str) for d in dims)
+    kept = all(all(isinstance(d[i], str) for i in a) for d, a in zip(dims, axes))
     session = ort.InferenceSession(simplified.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {n: np.random.default_rng(1).standard_normal(s).astype(np.float32) for n, s in zip(in_names, other)}
     try:
@@ -85,17 +85,18 @@ def measure(name, model, shapes, exporter: str) -> dict:
         parity = max(errors)
     except Exception as exc:  # the graph rejects the other shape: a pinned axis
         parity = f"failed: {str(exc).splitlines()[0][:120]}"
-    return {"model": name, "exporter": exporter, "export_s": round(seconds, 2), "simplify_s": round(simplify_s, 2),
-            "nodes_raw": raw_nodes, "nodes_simplified": len(simplified.graph.node), "dynamic_axes": dynamic,
-            "parity_other_shape": parity, "pooling_global": pooling_global(simplified)}
+    return {"model": name, "exporter": exporter, "dynamic": dynamic, "export_s": round(seconds, 2), "simplify_s": round(simplify_s, 2),
+            "nodes_raw": raw_nodes, "nodes_simplified": len(simplified.graph.node), "dynamic_axes_kept": kept,
+            "parity_other_shape": parity, "fixed_whole_map_pools": fixed_whole_map_pools(simplified)}
 
 
-def main() -> None:
+def main() -> None:  # noqa: D103
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--input-shape", default="1x3x224x224")
     p.add_argument("--only", default=None, help="substring of the model names to run")
     p.add_argument("--exporters", default="torchscript,dynamo", help="comma-separated (default both)")
+    p.add_argument("--dynamic", choices=("all", "batch"), default="all", help="dynamic axes (default all)")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -105,7 +106,7 @@ def main() -> None:
         if args.only and args.only not in name:
             continue
         for exporter in args.exporters.split(","):
-            row = measure(name, model, shapes, exporter)
+            row = measure(name, model, shapes, exporter, args.dynamic)
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json_out:

@@ -26,7 +26,7 @@ def test_export_validate_benchmark(tmp_path):
     assert report.passed and report.onnx_path.is_file()
     assert report.fold.unfolded == {} and len(report.fold.folded) == 9
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(report.onnx_path)).graph.node}
-    assert {c.label for c in report.parity.cases} >= {"batch 1 @ 64x64", "batch 3 @ 64x64", "batch 2 @ 80x80 (not traced)"}
+    assert {c.label for c in report.parity.cases} >= {"batch 1 @ 64x64", "batch 3 @ 64x64", "batch 2 @ 96x96 (not traced)"}
 
     validation = cbam_deploy.validate(report.model_dir, eager=model, precisions=("fp32", "fp16"), batch_sizes=(2,))
     assert validation.passed, validation.failures()

@@ -186,13 +186,13 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
     from ..onnx_export.graph import io_signature
     from ..onnx_export.metadata import set_metadata
 
-    prepared = st.prepare(built.model, built.example_inputs, dynamic=options.dynamic, classifier=built.classifier,
-                          input_names=options.input_names, output_names=options.output_names)
-    feed = _parity_feed(options, built, calibration)
-    # With seeded noise as parity inputs, the example inputs (seeded noise too) are one case already run.
-    known = ({n: x.numpy() for n, x in zip(prepared.input_names, prepared.inputs)}, prepared.expected) \
-        if feed is random_feed else None
     with reporter.stage("cases", "eager at every parity shape"):
+        prepared = st.prepare(built.model, built.example_inputs, dynamic=options.dynamic, classifier=built.classifier,
+                              input_names=options.input_names, output_names=options.output_names)
+        feed = _parity_feed(options, built, calibration)
+        # With seeded noise as parity inputs, the example inputs (seeded noise too) are one case already run.
+        known = ({n: x.numpy() for n, x in zip(prepared.input_names, prepared.inputs)}, prepared.expected) \
+            if feed is random_feed else None
         plan = par.plan_parity(prepared.eager, prepared.specs, prepared.shapes, prepared.axes, prepared.output_names,
                                make_feed=feed, parity_shape=options.parity_shape, known=known)
     g = _graph_stages(prepared, plan, options, reporter, calibration, calibration_label)
@@ -233,6 +233,7 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
                   calibration_label: str) -> _Graph:
     """fold -> export -> simplify -> check -> optimize -> precision."""
     from . import export_stages as st
+    from ..onnx_export import graph
     from ..onnx_export.graph import op_counts
 
     with reporter.stage("fold", "BatchNorm into Conv/Linear"):
@@ -253,6 +254,7 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
     ops_simplified = op_counts(proto)
     with reporter.stage("check", "onnx.checker full check, shape inference"):
         proto, notes = st.check(proto, folded.report, simplified=options.simplify)
+        graph.globalize_whole_map_pools(proto)  # TorchScript: AdaptiveMaxPool2d(1) at a static size -> MaxPool
     folded.report.settle(graph_batchnorms=0)  # the check passed: the exporter fused what we did not fold
     for note in [*folded.report.notes(), *notes]:
         reporter.note(note)

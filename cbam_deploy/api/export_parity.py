@@ -115,7 +115,7 @@ def run_onnxruntime(plan: ParityPlan, model: bytes) -> list[dict[str, np.ndarray
     from ..backends.base import cast_feed
     from ..backends.onnxruntime import OnnxRuntimeRunner
 
-    with OnnxRuntimeRunner(model, provider="cpu") as runner:
+    with OnnxRuntimeRunner(model, provider="cpu", spinning=False) as runner:  # idle threads must not burn CPU
         return [{k: v.astype(np.float32) for k, v in runner.infer(cast_feed(runner, feed)).items()}
                 for feed in plan.feeds]
 

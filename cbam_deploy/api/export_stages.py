@@ -36,7 +36,7 @@ class Prepared:
     input_names: list[str]
     output_names: list[str]
     axes: list[dict[int, str]]
-    trace_inputs: tuple[torch.Tensor, ...]
+    trace_inputs: tuple[torch.Tensor, ...]  # for the dynamo exporter (TorchScript traces ``inputs``)
     expected: dict[str, np.ndarray]  # eager's flat outputs on ``inputs`` (reused: each forward costs)
 
     @property
@@ -73,8 +73,7 @@ def prepare(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic: str,
     # H and W are dynamic only for image inputs; other inputs (e.g. a feature vector) keep the batch axis.
     low_rank_mode = {"all": "batch", "hw": "none"}.get(dynamic, dynamic)
     axes = [dynamic_axes_for(dynamic if x.dim() >= 4 else low_rank_mode, x.dim()) for x in inputs]
-    # torch.export specialises a size-1 dimension to a constant, and a trace at batch 1 hides
-    # batch-mixing bugs: trace a dynamic batch at 2.
+    # torch.export specialises a size-1 dimension to a constant: dynamo traces a dynamic batch at 2.
     trace = tuple(x.expand(2, *x.shape[1:]).contiguous() if 0 in a and x.shape[0] == 1 else x
                   for x, a in zip(inputs, axes))
     flat = {n: t.detach().float().numpy() for n, (_, t) in zip(out_names, flatten_outputs(output))}
@@ -93,10 +92,10 @@ def fold(prepared: Prepared) -> Folded:
     from ..optimize import globalize_pooling
 
     folded, report = fold_batchnorms(prepared.eager.model)
-    rewrites = 0
-    if any(axis != 0 for a in prepared.axes for axis in a):
-        folded, found = globalize_pooling(folded)  # H/W dynamic: a kernel from x.size() would pin them
-        rewrites = len(found)
+    # Always: with H, W dynamic a kernel from x.size() would pin them, and even with H, W fixed the
+    # TorchScript exporter rejects a kernel it traced from x.size() (the CBAM authors' pooling).
+    folded, found = globalize_pooling(folded)
+    rewrites = len(found)
     return Folded(FlatOutputs(folded, prepared.eager.paths), report, rewrites)
 
 
@@ -131,7 +130,10 @@ def export(folded: Folded, prepared: Prepared, *, exporter: str, opset: int, dyn
     out_axes = output_axes([torch.from_numpy(v) for v in first.values()], [torch.from_numpy(v) for v in last.values()],
                            prepared.output_names, prepared.axes[0])
     notes: list[str] = []
-    proto = export_to_onnx(folded.module, prepared.trace_inputs, input_names=prepared.input_names,
+    # TorchScript records sizes as they flow (no specialisation of a batch of 1), so it traces the
+    # example inputs: half the compute of a batch of 2. Parity at batch 3 covers the batch axis.
+    inputs = prepared.trace_inputs if exporter == "dynamo" else prepared.inputs
+    proto = export_to_onnx(folded.module, inputs, input_names=prepared.input_names,
                            output_names=prepared.output_names, dynamic_axes=prepared.axes, opset=opset,
                            exporter=exporter, output_axes=out_axes, notes=notes)
     fixed = graph.specialized_axes(proto, dict(zip(prepared.input_names, prepared.axes)))

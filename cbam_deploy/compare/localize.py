@@ -77,6 +77,7 @@ class LocalizationReport:
     outputs: list[OutputComparison]
     unpaired: dict[str, str]
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -92,7 +93,7 @@ class LocalizationReport:
                 "first_inputs": self.first_inputs, "modules": [m.to_dict() for m in self.modules],
                 "blocks": [asdict(b) for b in self.blocks],
                 "outputs": [{**asdict(o), "shape": list(o.shape)} for o in self.outputs],
-                "unpaired": self.unpaired, "seconds": round(self.seconds, 3)}
+                "unpaired": self.unpaired, "notes": self.notes, "seconds": round(self.seconds, 3)}
 
     def to_markdown(self) -> str:
         from .localize_render import markdown
@@ -165,6 +166,9 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
     report = LocalizationReport(precision, tolerance, first, first_inputs, "", errors,
                                 _blocks(gates, errors, values, activations, tensors), outputs, unpaired)
     report.verdict = _verdict(report)
+    if any(n.op_type == "QuantizeLinear" for n in proto.graph.node):
+        report.notes.append("Q/DQ graph: with its intermediate tensors exposed, ONNX Runtime does not fuse Q/DQ pairs "
+                            "into integer kernels, so per-module errors are those of the simulated quantization")
     report.seconds = time.perf_counter() - start
     return report
 

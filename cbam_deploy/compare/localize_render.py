@@ -61,6 +61,7 @@ def markdown(report: "LocalizationReport") -> str:
                           for i in report.first_inputs])]
     if report.blocks:
         lines += ["", "Attention blocks (scaled error against eager):", "", *table(BLOCK_HEADERS, _block_rows(report))]
+    lines += [f"\nNote: {note}" for note in report.notes]
     lines += ["", f"{len(report.modules)} module outputs compared, {len(report.unpaired)} modules not paired "
                   f"(see the JSON report), {report.seconds:.2f} s."]
     return "\n".join(lines) + "\n"

@@ -47,10 +47,13 @@ def copy_name_scopes(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
 
 
 def check(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``onnx.checker`` with full check, then shape inference; returns the shape-inferred model."""
-    data = model.SerializeToString()  # once: a ResNet-50 is ~100 MB, and both calls would serialize it
+    """``onnx.checker`` and strict, type-checked shape inference (what ``full_check`` adds); returns
+    the shape-inferred model."""
+    # One serialization (a ResNet-50 is ~100 MB) and one shape inference: full_check would run the
+    # same strict inference again inside the checker.
+    data = model.SerializeToString()
     try:
-        onnx.checker.check_model(data, full_check=True)
+        onnx.checker.check_model(data, full_check=False)
         return onnx.shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise CheckFailedError(f"onnx.checker rejected the model: {str(exc).splitlines()[0]}") from exc
@@ -103,3 +106,33 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
                 name += "_"
             node.name = name
             used.add(name)
+
+
+def globalize_whole_map_pools(model: onnx.ModelProto) -> int:
+    """MaxPool/AveragePool whose unpadded kernel covers the whole (static) input map become
+    GlobalMaxPool/GlobalAveragePool, in place; returns how many. Needs shape-inferred ``model``.
+
+    Why: at a static height and width the TorchScript exporter writes ``AdaptiveMaxPool2d(1)`` as a
+    MaxPool with a kernel of the map's size. Same arithmetic, but downstream code recognises global
+    pooling by its op (FP16 keeps GlobalMaxPool/GlobalAveragePool in FP32; so do the rewrites).
+    """
+    typed = [*model.graph.value_info, *model.graph.input, *model.graph.output]
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in typed}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type not in ("MaxPool", "AveragePool") or len(node.output) != 1:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        shape = shapes.get(node.input[0]) or []
+        spatial = shape[2:]
+        if len(shape) < 3 or None in spatial or 0 in spatial or list(attrs.get("kernel_shape", [])) != spatial:
+            continue
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        if any(attrs.get("pads", [])) or any(d != 1 for d in attrs.get("dilations", [])) or \
+                auto_pad not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
+            continue
+        node.op_type = "GlobalMaxPool" if node.op_type == "MaxPool" else "GlobalAveragePool"
+        del node.attribute[:]
+        count += 1
+    return count

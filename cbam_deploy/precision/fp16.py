@@ -56,6 +56,7 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
         report.kept_fp32[name] = "requested"
     if keep_io_types:
         _split_consumed_outputs(model)
+    _unshare_initializers(model, set(report.kept_fp32))
     casts_before = sum(n.op_type == "Cast" for n in model.graph.node)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -83,3 +84,28 @@ def _split_consumed_outputs(model: onnx.ModelProto) -> None:
             node.output[:] = [internal if o == output.name else o for o in node.output]
             node.input[:] = [internal if i == output.name else i for i in node.input]
         model.graph.node.append(onnx.helper.make_node("Identity", [internal], [output.name], name=f"{output.name}_out"))
+
+
+def _unshare_initializers(model: onnx.ModelProto, kept_fp32: set[str]) -> None:
+    """Give FP32-kept nodes their own copy of any initializer that converted nodes read too.
+
+    Why: exporters and onnxsim merge identical constants (a random-init network's folded biases are
+    all zeros), so one initializer can feed both an FP16 conv and a kept-FP32 attention conv. The
+    converter then keeps it FP32 for both, and ONNX Runtime refuses the FP16 conv at load
+    ("bound to different types (float16 and float)").
+    """
+    initializers = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, set[bool]] = collections.defaultdict(set)
+    for node in model.graph.node:
+        for name in node.input:
+            if name in initializers:
+                readers[name].add(node.name in kept_fp32)
+    shared = {name for name, kinds in readers.items() if kinds == {True, False}}
+    for name in sorted(shared):
+        copy = onnx.TensorProto()
+        copy.CopyFrom(initializers[name])
+        copy.name = f"{name}__fp32"
+        model.graph.initializer.append(copy)
+    for node in model.graph.node:
+        if node.name in kept_fp32:
+            node.input[:] = [f"{i}__fp32" if i in shared else i for i in node.input]

@@ -91,9 +91,10 @@ def test_corrupted_layer_is_named(variant, target, exporter):
     assert report.first_inputs and max(i["scaled_error"] for i in report.first_inputs) < 1e-5
 
 
+@pytest.mark.parametrize("exporter", EXPORTERS)  # dynamo: module scopes kept through onnxsim and the rewrites
 @pytest.mark.parametrize("variant", list_variants())
-def test_clean_export_passes_with_a_row_per_attention_block(variant):
-    report = localize(_exported(variant, EXPORTERS[0]), _model(variant), _feed(), precision="fp32")
+def test_clean_export_passes_with_a_row_per_attention_block(variant, exporter):
+    report = localize(_exported(variant, exporter), _model(variant), _feed(), precision="fp32")
     assert report.passed, report.verdict
     assert [b.block for b in report.blocks] == [f"layer{i}.0.cbam" for i in (1, 2, 3, 4)]
     assert all(b.channel is not None and b.spatial is not None and b.output is not None for b in report.blocks)

@@ -229,3 +229,14 @@ def test_tracer_warnings_are_reported_as_notes(tmp_path):
     report = export(Branches().eval(), (torch.randn(1, 3, 8, 8),), name="m", out=tmp_path, exporter="torchscript")
     assert report.passed
     assert any(n.startswith("TorchScript tracer: test_pipeline.py, line") and "Python float" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("variant", list_variants())
+def test_global_pooling_stays_global_at_a_static_resolution(variant, tmp_path):
+    # The TorchScript exporter writes AdaptiveMaxPool2d(1) at a static size as a fixed-kernel MaxPool;
+    # FP16 keeps only Global*Pool in FP32, so the export writes it back as GlobalMaxPool.
+    model = randomize_batchnorm(create_model("cbam", variant, channels=32), seed=4, gamma=(0.2, 0.6)).eval()
+    report = export(model, (torch.randn(1, 32, 16, 16),), name="m", out=tmp_path, dynamic="batch",
+                    exporter="torchscript")
+    ops = report.ops_after_optimize
+    assert report.passed and "MaxPool" not in ops and "AveragePool" not in ops
