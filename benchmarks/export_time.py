@@ -1,6 +1,9 @@
 """A full ``cbam-export`` against a bare dynamo ``torch.onnx.export`` of the same model, side by side.
 
-    python benchmarks/export_time.py --arch resnet50 --variants parallel --repeats 3
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/export_time.py --arch resnet50 --repeats 3
+
+(On a machine shared with other jobs, OpenMP's busy-waiting threads lose their time slices and
+inflate eager PyTorch's wall time many-fold; PASSIVE makes the figures repeatable.)
 
 Per variant, interleaved in one process (so both see the same machine load): the bare export
 (``torch.onnx.export(model, (x,), dynamo=True)`` with a dynamic batch, nothing else) and the real

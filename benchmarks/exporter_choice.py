@@ -4,7 +4,8 @@
 
 For every CBAM variant on ResNet-50 (and the plain host) and every example network under
 ``examples/user_models/``: BatchNorm folded, whole-map pooling made global (what ``cbam-export``
-does before exporting), then each exporter with batch, height and width dynamic (``--dynamic all``, the default; ``--dynamic batch`` for a static resolution). Measured per
+does before exporting), then each exporter with batch, height and width dynamic (``--dynamic all``,
+the default; ``--dynamic batch`` keeps the resolution static). Measured per
 exporter: export time, node count (raw and after onnxsim), whether the dynamic axes stay dynamic
 and hold at another batch size and resolution (parity against eager there), and how many pools
 have a fixed kernel covering the whole traced map (global pooling baked to one size; 0 is right).
@@ -85,7 +86,8 @@ def measure(name, model, shapes, exporter: str, dynamic: str = "all") -> dict:
         parity = max(errors)
     except Exception as exc:  # the graph rejects the other shape: a pinned axis
         parity = f"failed: {str(exc).splitlines()[0][:120]}"
-    return {"model": name, "exporter": exporter, "dynamic": dynamic, "export_s": round(seconds, 2), "simplify_s": round(simplify_s, 2),
+    return {"model": name, "exporter": exporter, "dynamic": dynamic, "export_s": round(seconds, 2),
+            "simplify_s": round(simplify_s, 2),
             "nodes_raw": raw_nodes, "nodes_simplified": len(simplified.graph.node), "dynamic_axes_kept": kept,
             "parity_other_shape": parity, "fixed_whole_map_pools": fixed_whole_map_pools(simplified)}
 

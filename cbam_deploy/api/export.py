@@ -91,7 +91,6 @@ class ExportReport:
     ops_before_simplify: dict[str, int]
     ops_after_simplify: dict[str, int]
     fold: Any  # FoldReport
-    fold_scaled_error: float | None  # measured only when parity fails (see export_stages.fold_error)
     parity: Any  # ParityReport
     metadata: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
@@ -112,7 +111,7 @@ class ExportReport:
             "ops": {"before_simplify": self.ops_before_simplify, "after_simplify": self.ops_after_simplify,
                     "after_optimize": self.ops_after_optimize},
             "optimize": self.optimize.to_dict() if self.optimize is not None else {},
-            "fold": {**self.fold.to_dict(), "scaled_error_vs_unfolded": self.fold_scaled_error},
+            "fold": self.fold.to_dict(),
             "parity": {**self.parity.to_dict(), "gate": self.parity_gate},
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "notes": self.notes, **self.extra,
         }
@@ -131,6 +130,8 @@ def _calibration(options: ExportOptions, source: SourceModel, reporter: StageRep
     data, label, warning = load_calibration(options.calibration, input_shape=tuple(source.example_inputs[0].shape),
                                             mean=pre.get("mean"), std=pre.get("std"),
                                             reference_task=source.reference_task, seed=options.seed)
+    if warning and options.precision != "int8":  # FP16 uses the data only as parity inputs
+        warning = f"FP16 parity inputs are {label}: they do not reflect real inputs"
     if warning:
         reporter.note(warning)
     return data, label
@@ -219,7 +220,7 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
         report = ExportReport(
             name=name, model_dir=target, onnx_path=written.onnx_path, report_path=written.report_path,
             size_bytes=written.size_bytes, sha256=written.sha256, ops_before_simplify=g.ops_exported,
-            ops_after_simplify=g.ops_simplified, fold=g.folded.report, fold_scaled_error=None,
+            ops_after_simplify=g.ops_simplified, fold=g.folded.report,
             parity=result.report, metadata=meta, notes=list(getattr(reporter, "notes", [])),
             extra={**extra, "triton_config": str(written.config_path)}, ops_after_optimize=g.ops_optimized,
             optimize=g.optimized, parity_gate=result.gate.to_dict())

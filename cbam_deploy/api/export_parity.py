@@ -150,7 +150,7 @@ def _floor_gate(plan: ParityPlan, outputs, report: ParityReport, eager: nn.Modul
                 floor: Callable | None) -> ParityResult:
     """FP32 outside the table: measure how far float32 itself is from exact, and gate at a multiple of that."""
     from ..compare.conditioning import FloorUnavailable, float32_floor
-    from ..compare.tolerances import FLOOR_MULTIPLE, fp32_gate
+    from ..compare.tolerances import FLOOR_MULTIPLE, fp32_gate, fp32_tolerance
 
     table = report.tolerance
     try:
@@ -161,7 +161,7 @@ def _floor_gate(plan: ParityPlan, outputs, report: ParityReport, eager: nn.Modul
     bound = fp32_gate(measured, table.max_scaled_error)
     gate = ParityGate(table.max_scaled_error, bound, measured, FLOOR_MULTIPLE,
                       source="float32 floor" if bound > table.max_scaled_error else "table")
-    tolerance = dataclasses.replace(table, max_scaled_error=bound)
+    tolerance = fp32_tolerance(measured, table)  # the scaled-error gate, and the cosine bound to match
     judged = _judge(plan, outputs, backend=report.backend, precision=report.precision, tolerance=tolerance,
                     classifier=classifier)
     note = (f"float32 itself is {measured:.2g} from float64 eager on these inputs: FP32 gate "
@@ -169,13 +169,11 @@ def _floor_gate(plan: ParityPlan, outputs, report: ParityReport, eager: nn.Modul
     return ParityResult(judged, gate, [note])
 
 
-def parity_failure(result: ParityResult, *, fold_error: float | None = None) -> str:
-    """The one line a failed parity raises with; ``fold_error``: folding alone against eager."""
+def parity_failure(result: ParityResult) -> str:
+    """The one line a failed parity raises with."""
     gate = result.gate
     why = ""
     if gate.float32_floor is not None:
         why = (f" (gate {gate.gate:.3g} = max(table {gate.table:g}, {gate.floor_multiple:g} x float32 floor "
                f"{gate.float32_floor:.2g}): the graph computes something else than eager)")
-    if fold_error is not None:
-        why += f"; folding alone: scaled error {fold_error:.2g} against unfolded eager"
     return "parity against eager failed, nothing written: " + "; ".join(result.report.failures()) + why

@@ -99,18 +99,6 @@ def fold(prepared: Prepared) -> Folded:
     return Folded(FlatOutputs(folded, prepared.eager.paths), report, rewrites)
 
 
-def fold_error(prepared: Prepared, folded: Folded) -> float:
-    """Scaled error of the folded module against unfolded eager on the example inputs.
-
-    Parity compares the final graph with unfolded eager, which covers folding; this one forward is
-    spent only when parity fails, to say whether folding alone is to blame.
-    """
-    with torch.no_grad():
-        got = folded.module(*prepared.inputs)
-    return max((float(np.abs(g.numpy() - r).max() / max(float(np.abs(r).max()), 1e-12))
-                for g, r in zip(got, prepared.expected.values()) if r.size), default=0.0)
-
-
 @dataclass
 class Exported:
     proto: onnx.ModelProto

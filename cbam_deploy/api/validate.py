@@ -50,18 +50,24 @@ class ValidationReport:
 
     cells: list[Cell]
     localization: Any = None
+    #: Set when model.onnx does not match the SHA-256 its export recorded: the file was still
+    #: validated (comparing it with eager is what shows how it changed), and the report fails.
+    integrity_problem: str = ""
 
     @property
     def passed(self) -> bool:
-        """Every cell that could run passed, and at least one ran."""
-        return any(c.status == "pass" for c in self.cells) and not any(c.status == "fail" for c in self.cells)
+        """Every cell that could run passed, at least one ran, and the file is the one exported."""
+        return (any(c.status == "pass" for c in self.cells) and not any(c.status == "fail" for c in self.cells)
+                and not self.integrity_problem)
 
     def failures(self) -> list[str]:
-        return [f"{c.label}: {c.failures[0]}" for c in self.cells if c.status == "fail"]
+        cells = [f"{c.label}: {c.failures[0]}" for c in self.cells if c.status == "fail"]
+        return ([self.integrity_problem] if self.integrity_problem else []) + cells
 
     def to_dict(self) -> dict[str, Any]:
         loc = self.localization.to_dict() if self.localization is not None else None
-        return {"passed": self.passed, "cells": [c.to_dict() for c in self.cells], "localization": loc}
+        return {"passed": self.passed, "integrity_problem": self.integrity_problem or None,
+                "cells": [c.to_dict() for c in self.cells], "localization": loc}
 
 
 def precision_models(model: ExportedModel, precisions: Sequence[str], calibration: np.ndarray | None,
@@ -95,12 +101,15 @@ def validate(model: str | Path | ExportedModel, *, eager=None, precisions: Seque
              backends: Sequence[str] = ("onnxruntime-cpu",), batch_sizes: Sequence[int] = (1, 4),
              resolutions: Sequence[tuple[int, int]] | None = None, calibration: np.ndarray | None = None,
              calibration_label: str = "", accuracy_count: int = 1000, trust_model_code: bool = False,
-             localize: bool = False, on_cell: Callable[[Cell], None] | None = None) -> ValidationReport:
+             verify: bool = True, localize: bool = False,
+             on_cell: Callable[[Cell], None] | None = None) -> ValidationReport:
     """Run the matrix; cells are returned (and passed to ``on_cell``) as they finish.
 
     ``eager``: your ``nn.Module`` to compare against; by default the model is rebuilt from the export's
     metadata (a user's factory only with ``trust_model_code=True``). ``localize``: after a failed
     FP32/FP16/INT8 ONNX Runtime cell (or always, when asked), find the first module that diverges.
+    ``verify``: a model.onnx that no longer matches its export's SHA-256 is still validated (that
+    is how to see what changed) and the report fails with the mismatch as its first failure.
     """
     from ..compare.cases import validation_cases
 
@@ -110,7 +119,8 @@ def validate(model: str | Path | ExportedModel, *, eager=None, precisions: Seque
         raise UsageError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     if accuracy_count <= 0:
         raise UsageError(f"accuracy_count must be positive, got {accuracy_count}")
-    exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
+    exported = open_for_validation(model, trust_model_code=trust_model_code, verify=verify)
+    integrity_problem = exported.integrity.removeprefix(MISMATCH) if exported.integrity.startswith(MISMATCH) else ""
     cases = validation_cases(exported, batch_sizes, resolutions)
     models = precision_models(exported, precisions, calibration, calibration_label)
     make_feed = _feed_maker(exported, calibration)
@@ -124,10 +134,29 @@ def validate(model: str | Path | ExportedModel, *, eager=None, precisions: Seque
                 cells.append(cell)
                 if on_cell:
                     on_cell(cell)
-        report = ValidationReport(cells)
+        report = ValidationReport(cells, integrity_problem=integrity_problem)
         if localize or not report.passed:
             report.localization = _localize(reference, cells, models, cases, make_feed, forced=localize)
     return report
+
+
+MISMATCH = "mismatch: "
+
+
+def open_for_validation(model: str | Path | ExportedModel, *, trust_model_code: bool = False,
+                        verify: bool = True) -> ExportedModel:
+    """The model folder as validation opens it: a file that fails its SHA-256 check is opened anyway
+    (comparing it with eager shows what changed), with ``integrity`` saying ``mismatch: <why>``."""
+    from ..errors import IntegrityError
+
+    if isinstance(model, ExportedModel):
+        return model
+    try:
+        return ExportedModel.open(model, trust_model_code=trust_model_code, verify=verify)
+    except IntegrityError as exc:
+        opened = ExportedModel.open(model, trust_model_code=trust_model_code, verify=False)
+        opened.integrity = MISMATCH + str(exc)
+        return opened
 
 
 def _run_cell(model: ExportedModel, reference, backend: str, precision: str, data: bytes | str, cases, make_feed,

@@ -218,19 +218,21 @@ def print_summary(report, *, json_stdout: bool = False) -> None:
         table.add_column(col)
     for case in report.parity.cases:
         for o in case.outputs:
-            table.add_row(case.label, *((o.output,) if several else ()), f"{o.max_abs_error:.2e}", f"{o.max_rel_error:.2e}", f"{o.scaled_error:.2e}",
-                          f"{o.cosine:.7f}", "-" if o.top1_agreement is None else f"{o.top1_agreement:.3f}",
+            table.add_row(case.label, *((o.output,) if several else ()), f"{o.max_abs_error:.2e}",
+                          f"{o.max_rel_error:.2e}", f"{o.scaled_error:.2e}", f"{o.cosine:.7f}",
+                          "-" if o.top1_agreement is None else f"{o.top1_agreement:.3f}",
                           "[green]pass[/]" if o.passed else "[red]FAIL[/]")
     console.print(table)
     gate = report.parity_gate
     if gate.get("float32_floor") is not None:
-        console.print(f"FP32 gate {gate['gate']:.3g}: max(table {gate['table']:g}, {gate['floor_multiple']:g} x float32 "
-                      f"floor {gate['float32_floor']:.2g}); the floor is eager float32 against float64 on the same inputs")
+        console.print(f"FP32 gate {gate['gate']:.3g}: max(table {gate['table']:g}, {gate['floor_multiple']:g} x "
+                      f"float32 floor {gate['float32_floor']:.2g}); the floor is eager float32 against float64 "
+                      "on the same inputs")
     before = sum(report.ops_before_simplify.values())
     after = sum(report.ops_after_simplify.values())
     optimized = sum(report.ops_after_optimize.values())
-    console.print(f"nodes: {before} exported ({report.metadata.get('exporter')} exporter) -> {after} after simplify -> {optimized} after CBAM rewrites; "
-                  + ", ".join(f"{k} {v}" for k, v in report.ops_after_optimize.items()))
+    console.print(f"nodes: {before} exported ({report.metadata.get('exporter')} exporter) -> {after} after simplify "
+                  f"-> {optimized} after CBAM rewrites; " + ", ".join(f"{k} {v}" for k, v in report.ops_after_optimize.items()))
     if report.optimize.applied:
         console.print("rewrites: " + ", ".join(f"{k} x{v}" for k, v in report.optimize.applied.items()))
     console.print(f"BatchNorms folded: {len(report.fold.folded)}; BatchNormalization nodes in graph: "

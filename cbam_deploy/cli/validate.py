@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..api.calibration import calibration_for
-    from ..api.validate import validate
-    from ..model_dir import ExportedModel
+    from ..api.validate import MISMATCH, open_for_validation, validate
     from .render import print_localization, print_validation, write_reports
 
     check_output_files(args, "json_out", "markdown")
@@ -50,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     backends = csv_choices(args.backends, BACKENDS, "--backends")
     batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
     resolutions = csv_resolutions(args.resolutions)
-    model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
+    model = open_for_validation(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
+    if model.integrity.startswith(MISMATCH):
+        print(f"cbam-validate: warning: {model.integrity.removeprefix(MISMATCH)}; validating the file as it is",
+              file=sys.stderr)
     calibration, label = None, ""
     if "int8" in precisions:
         calibration, label, _ = calibration_for(model, args.calibration)
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print_localization(report.localization, json_stdout=args.json)
     write_reports(args, report.to_dict() | {"model": str(model.onnx_path)}, report)
     if report.failures():
-        print("cbam-validate: failed: " + "; ".join(report.failures()), file=sys.stderr)
+        where = f"; {report.localization.verdict}" if getattr(report.localization, "verdict", "") else ""
+        print("cbam-validate: failed: " + "; ".join(report.failures()) + where, file=sys.stderr)
         return EXIT_FAILED
     if not report.passed:
         print("cbam-validate: error: no cell could run here (all skipped)", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -97,15 +97,16 @@ def compare_runners(reference, candidate, cases: Sequence[tuple[str, Sequence[tu
     if report.passed or precision != "fp32" or floor is None:
         return report
     from .conditioning import FloorUnavailable
-    from .tolerances import FLOOR_MULTIPLE, fp32_gate
+    from .tolerances import FLOOR_MULTIPLE, fp32_tolerance
 
     try:
         measured = floor([feed for _, feed, _, _ in runs])
     except FloorUnavailable as exc:
         report.gate_note = f"{exc}; the table's tolerance applies"
         return report
-    bound = fp32_gate(measured, tolerance.max_scaled_error)
-    judged = _judge(runs, backend, precision, replace(tolerance, max_scaled_error=bound), classifier)
+    adapted = fp32_tolerance(measured, tolerance)
+    bound = adapted.max_scaled_error
+    judged = _judge(runs, backend, precision, adapted, classifier)
     judged.float32_floor = measured
     judged.gate_note = (f"float32 eager is {measured:.2g} from float64 eager on these inputs: FP32 gate "
                         f"max(table {tolerance.max_scaled_error:g}, {FLOOR_MULTIPLE:g} x floor) = {bound:.3g}")

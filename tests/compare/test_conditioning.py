@@ -13,7 +13,7 @@ from torch import nn
 
 import cbam_deploy
 from cbam_deploy.compare.conditioning import FloorUnavailable, float32_floor
-from cbam_deploy.compare.tolerances import FLOOR_MULTIPLE, TOLERANCES, fp32_gate
+from cbam_deploy.compare.tolerances import FLOOR_MULTIPLE, TOLERANCES, fp32_gate, fp32_tolerance
 from cbam_deploy.models import create_model
 from tests.conftest import VARIANTS, randomize_batchnorm
 
@@ -75,12 +75,13 @@ def test_the_floor_is_the_worst_feed_and_output_and_the_module_is_untouched():
             return {"exact": self.fc(a), "cancel": (Cancellation()(b),)}
 
     model = TwoInOut().eval()
-    before = model.fc.weight.dtype
-    f = [{"b": np.ones((2, 4), np.float32) * 0.3, "a": np.ones((2, 4), np.float32)}]
-    # input_names gives the call order; the feed's own key order would pass b first.
-    floor = float32_floor(model, f, input_names=["a", "b"])
-    assert floor == pytest.approx(float32_floor(Cancellation(), [{"x": f[0]["b"]}]))
-    assert model.fc.weight.dtype == before == torch.float32
+    b = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    f = [{"b": b, "a": np.ones((2, 4), np.float32)}]
+    # input_names gives the call order: Cancellation runs on b (random: float32 loses ~1e-4 of it);
+    # in the feed's own key order it would run on ones (exact in float32).
+    assert float32_floor(model, f, input_names=["a", "b"]) > 1e-5
+    assert float32_floor(model, f) < 1e-6
+    assert model.fc.weight.dtype == torch.float32
     assert float32_floor(model, []) == 0.0
 
 
@@ -102,6 +103,14 @@ def test_gate_helper_edges():
     assert fp32_gate(1e-3, table=1e-2) == pytest.approx(max(1e-2, FLOOR_MULTIPLE * 1e-3))
     with pytest.raises(ValueError, match="never negative"):
         fp32_gate(-1.0)
+
+
+def test_cosine_bound_follows_the_gate():
+    assert fp32_tolerance(1e-8) == TOLERANCES["fp32"]  # well conditioned: the table, both bounds
+    loose = fp32_tolerance(1e-2)
+    assert loose.max_scaled_error == pytest.approx(FLOOR_MULTIPLE * 1e-2)
+    assert loose.min_cosine == pytest.approx(1 - (FLOOR_MULTIPLE * 1e-2) ** 2 / 2)
+    assert TOLERANCES["fp32"].min_cosine > loose.min_cosine > 0.99
 
 
 def test_export_passes_an_ill_conditioned_model_and_fails_a_wrong_graph(tmp_path):
