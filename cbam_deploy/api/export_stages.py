@@ -22,7 +22,7 @@ from ..backends.base import TensorSpec
 from ..errors import CheckFailedError, UsageError
 from ..fold import FoldReport, fold_batchnorms
 from ..onnx_export import graph
-from ..onnx_export.outputs import FlatOutputs, flatten_module, flatten_outputs, output_axes
+from ..onnx_export.outputs import FlatOutputs, exportable, flatten_module, flatten_outputs, output_axes
 from ..onnx_export.torch_to_onnx import dynamic_axes_for, export_to_onnx
 from ..optimize import OptimizeReport
 
@@ -82,7 +82,7 @@ def prepare(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic: str,
 
 @dataclass
 class Folded:
-    module: FlatOutputs  # folded, whole-map pooling made global when H, W are dynamic
+    module: nn.Module  # folded, whole-map pooling made global; flattened outputs where it needs them
     report: FoldReport
     pooling_rewrites: int = 0
 
@@ -96,7 +96,7 @@ def fold(prepared: Prepared) -> Folded:
     # TorchScript exporter rejects a kernel it traced from x.size() (the CBAM authors' pooling).
     folded, found = globalize_pooling(folded)
     rewrites = len(found)
-    return Folded(FlatOutputs(folded, prepared.eager.paths), report, rewrites)
+    return Folded(exportable(folded, prepared.eager.paths), report, rewrites)
 
 
 @dataclass

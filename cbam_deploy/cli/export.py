@@ -225,9 +225,10 @@ def print_summary(report, *, json_stdout: bool = False) -> None:
     console.print(table)
     gate = report.parity_gate
     if gate.get("float32_floor") is not None:
-        console.print(f"FP32 gate {gate['gate']:.3g}: max(table {gate['table']:g}, {gate['floor_multiple']:g} x "
-                      f"float32 floor {gate['float32_floor']:.2g}); the floor is eager float32 against float64 "
-                      "on the same inputs")
+        console.print(f"FP32 gate per case = max(table {gate['table']:g}, {gate['floor_multiple']:g} x float32 floor), "
+                      "the floor being eager float32 against float64 on the case's inputs: "
+                      + "; ".join(f"{label}: floor {c['float32_floor']:.2g}, gate {c['gate']:.3g}"
+                                  for label, c in gate.get("cases", {}).items()))
     before = sum(report.ops_before_simplify.values())
     after = sum(report.ops_after_simplify.values())
     optimized = sum(report.ops_after_optimize.values())

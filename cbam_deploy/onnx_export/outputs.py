@@ -77,6 +77,14 @@ class FlatOutputs(nn.Module):
         return tuple(t for _, t in leaves)
 
 
+def exportable(model: nn.Module, paths: Sequence[Path]) -> nn.Module:
+    """What the exporter traces: ``model`` itself when its outputs already are a tensor or a flat
+    tuple/list of tensors (so the ONNX keeps the parameter names the user wrote, ``layer3.0.conv2.weight``),
+    else ``model`` wrapped in ``FlatOutputs`` (whose parameters read ``model.layer3...``)."""
+    flat = all(len(p) == 0 for p in paths) or all(len(p) == 1 and isinstance(p[0], int) for p in paths)
+    return model if flat else FlatOutputs(model, paths)
+
+
 def flatten_module(model: nn.Module, output: Any, *, classifier: bool = False,
                    names: Sequence[str] | None = None) -> tuple[FlatOutputs, list[str]]:
     """``model`` wrapped to return a flat tuple, and the outputs' names; ``output`` is one eager result."""

@@ -19,6 +19,23 @@ _VIEW_OPS = frozenset({"Unsqueeze", "Squeeze", "Expand", "Reshape", "Flatten", "
 _GATE_DEPTH = 8
 
 
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for shape inference without the weights' bytes: a large initializer becomes a graph
+    input of the same type and dims (all inference reads of it), small ones (shapes, axes, scalars)
+    keep their values. On a ResNet-50 this saves copying ~100 MB for every rewrite tried."""
+    graph = onnx.GraphProto(name=model.graph.name)
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(graph, field).extend(getattr(model.graph, field))
+    for t in model.graph.initializer:
+        if t.ByteSize() > 4096:
+            graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            graph.initializer.append(t)
+    skeleton = onnx.ModelProto(ir_version=model.ir_version, graph=graph)
+    skeleton.opset_import.extend(model.opset_import)
+    return skeleton
+
+
 class Graph:
     """Index of one ONNX graph: producers, consumers, constants; new names that do not collide."""
 
@@ -33,7 +50,7 @@ class Graph:
             for i in n.input:
                 self.consumers[i].append(n)
         self.outputs = {o.name for o in self.graph.output}
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(_skeleton(model))
         self.shapes: dict[str, list[int | None]] = {}
         for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
             dims = v.type.tensor_type.shape.dim

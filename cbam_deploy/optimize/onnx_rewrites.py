@@ -273,13 +273,16 @@ def optimize_graph(model: onnx.ModelProto, rewrites: tuple[str, ...] | list[str]
         raise UsageError(f"unknown rewrite(s) {', '.join(unknown)}; valid: {', '.join(REWRITES)}")
     if guarded is None:
         guarded = tuple(rewrites) == tuple(DEFAULT_REWRITES)
-    model = onnx.ModelProto.FromString(model.SerializeToString())
     report = OptimizeReport()
+    original = model
     for name in rewrites:
-        candidate = onnx.ModelProto.FromString(model.SerializeToString())
+        candidate = onnx.ModelProto.FromString(model.SerializeToString())  # rewrites edit in place
         g = Graph(candidate)
         g.gates_only = guarded
         count = REWRITES[name](g)
+        if count == 0:  # nothing matched: keep the graph as it was (no copy, no re-check)
+            report.applied[name], report.nodes_added[name] = 0, 0
+            continue
         g.finish()
         growth = len(candidate.graph.node) - len(model.graph.node)
         if guarded and growth > 0:
@@ -287,5 +290,6 @@ def optimize_graph(model: onnx.ModelProto, rewrites: tuple[str, ...] | list[str]
             continue
         model = candidate
         report.applied[name], report.nodes_added[name] = count, growth
-    onnx.checker.check_model(model, full_check=True)
+    if model is not original:  # the input was checked by the caller's check stage
+        onnx.checker.check_model(model, full_check=True)
     return model, report
