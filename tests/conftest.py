@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +86,8 @@ class ExportedHost:
 @pytest.fixture(scope="session")
 def exported_host(tmp_path_factory):
     from cbam_deploy import create_model
-    from cbam_deploy.cli.export import main as export_main
+    from cbam_deploy.api.export import ExportOptions, export_source
+    from cbam_deploy.api.export_sources import BuiltinSource
 
     cache: dict[tuple[str, str], ExportedHost] = {}
 
@@ -102,17 +102,10 @@ def exported_host(tmp_path_factory):
             ckpt = root / "ckpt.pt"
             torch.save({"state_dict": model.state_dict()}, ckpt)
             shape = EXPORT_SHAPES[arch]
-            out = root / "report.json"
-            import contextlib
-            import io
-
-            buffer = io.StringIO()
-            with contextlib.redirect_stdout(buffer):
-                code = export_main(["--arch", arch, "--variant", variant, "--weights", str(ckpt), "--input-shape",
-                                    "x".join(map(str, shape)), "--out", str(root / "models"), "--json"])
-            assert code == 0
-            report = json.loads(buffer.getvalue())
-            out.write_text(json.dumps(report))
+            # Through the API, as a training script would: the built-in host with the user's checkpoint.
+            source = BuiltinSource(arch=arch, variant=variant, weights=str(ckpt), input_shape=shape)
+            report = export_source(source, ExportOptions(out=root / "models")).to_dict()
+            assert report["passed"]
             cache[arch, variant] = ExportedHost(model, ckpt, Path(report["onnx"]), report, shape)
         return cache[arch, variant]
 

@@ -234,9 +234,10 @@ def print_summary(report, *, json_stdout: bool = False) -> None:
     optimized = sum(report.ops_after_optimize.values())
     console.print(f"nodes: {before} exported ({report.metadata.get('exporter')} exporter) -> {after} after simplify "
                   f"-> {optimized} after CBAM rewrites; " + ", ".join(f"{k} {v}" for k, v in report.ops_after_optimize.items()))
-    if report.optimize.applied:
-        console.print("rewrites: " + ", ".join(f"{k} x{v}" for k, v in report.optimize.applied.items()))
-    console.print(f"BatchNorms folded: {len(report.fold.folded)}; BatchNormalization nodes in graph: "
+    if any(report.optimize.applied.values()):
+        console.print("rewrites: " + ", ".join(f"{k} x{v}" for k, v in report.optimize.applied.items() if v))
+    fused = f" (+{len(report.fold.exporter_fused)} fused by the exporter)" if report.fold.exporter_fused else ""
+    console.print(f"BatchNorms folded: {len(report.fold.folded)}{fused}; BatchNormalization nodes in graph: "
                   f"{report.ops_after_simplify.get('BatchNormalization', 0)}")
     details = report.metadata.get("precision_details")
     if details and "kept_fp32_ops" in details:

@@ -49,9 +49,15 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     for region in find_attention_regions(model):
         for name in region.nodes:
             report.kept_fp32[name] = "attention region (pooling, channel MLP, channel mean/max, spatial conv, sigmoid gate)"
+    silu = _silu_sigmoids(model)
     for node in model.graph.node:
-        if node.op_type in ALWAYS_FP32_OPS:
+        if node.op_type in ALWAYS_FP32_OPS and node.name not in silu:
             report.kept_fp32.setdefault(node.name, f"{node.op_type} is FP16-sensitive")
+        elif node.op_type == "Cast" and _casts_to_float32(node):
+            # The converter retypes a Cast's output to FP16 but leaves its `to` at FLOAT, which ONNX
+            # Runtime refuses at load (seen in detectors' anchor grids: arange(..., dtype=x.dtype)).
+            # Kept FP32, the converter casts its result to FP16 for the nodes that read it.
+            report.kept_fp32.setdefault(node.name, "Cast to float32 (index or grid arithmetic)")
     for name in keep_fp32_nodes or []:
         report.kept_fp32[name] = "requested"
     if keep_io_types:
@@ -69,6 +75,26 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     kinds = {n.name: n.op_type for n in model.graph.node}
     report.kept_fp32_ops = dict(collections.Counter(kinds[n] for n in report.kept_fp32 if n in kinds).most_common())
     return converted, report
+
+
+def _silu_sigmoids(model: onnx.ModelProto) -> set[str]:
+    """Sigmoids of SiLU activations, ``x * sigmoid(x)`` (every conv of a YOLO-style detector): an
+    activation that runs in FP16 everywhere (TensorRT included), not an attention gate. Keeping them
+    FP32 would put two Casts around every convolution."""
+    producer_of = {out: n for n in model.graph.node for out in n.output}
+    names = set()
+    for node in model.graph.node:
+        if node.op_type != "Mul":
+            continue
+        for mine, other in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+            sig = producer_of.get(mine)
+            if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == other:
+                names.add(sig.name)
+    return names
+
+
+def _casts_to_float32(node: onnx.NodeProto) -> bool:
+    return any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute)
 
 
 def _split_consumed_outputs(model: onnx.ModelProto) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...onnx_export.outputs import flatten_outputs
 from ..base import Runner, TensorSpec
 
 
@@ -37,5 +38,11 @@ class TorchRunner(Runner):
         args = [torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self._inputs]
         with self._lock:
             result = self.model(*args)
-        results = result if isinstance(result, (tuple, list)) else (result,)
+        # Outputs of any structure (a detector's dict, nested tuples) in the export's flattening order.
+        results = [t for _, t in flatten_outputs(result)]
+        if len(results) != len(self._outputs):
+            from ...errors import CheckFailedError
+
+            raise CheckFailedError(f"the eager model returned {len(results)} tensors, the export has "
+                                   f"{len(self._outputs)} outputs ({', '.join(self._outputs)})")
         return {name: r.detach().cpu().numpy() for name, r in zip(self._outputs, results)}
