@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..backends.base import TensorSpec
-from ..compare import ParityCase, ParityReport, Tolerance, compare_output, tolerance_for
+from ..compare import ParityReport, tolerance_for
+from ..compare.parity import ParityGate, judge
 from ..compare.cases import PARITY_SEED, Case, FeedMaker, choose_resolution, hw_dynamic, traced_cases
 from ..errors import UsageError
 
@@ -28,22 +29,6 @@ class ParityPlan:
     cases: list[Case]
     feeds: list[dict[str, np.ndarray]]
     expected: list[dict[str, np.ndarray]]
-
-
-@dataclass
-class ParityGate:
-    """What the FP32 gate was and why: the table's value, or a multiple of the model's float32 floor."""
-
-    table: float
-    gate: float
-    float32_floor: float | None = None
-    floor_multiple: float | None = None
-    source: str = "table"  # "table" | "float32 floor" | "caller"
-    note: str = ""
-    cases: dict[str, dict[str, float]] = field(default_factory=dict)  # per case: its floor and its gate
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -101,20 +86,6 @@ def plan_parity(model: nn.Module, specs: Sequence[TensorSpec], trace_shapes: Seq
     return plan
 
 
-def _judge(plan: ParityPlan, outputs: list[dict[str, np.ndarray]], *, backend: str, precision: str,
-           tolerance: Tolerance | Sequence[Tolerance], classifier: bool) -> ParityReport:
-    """Compare every case; ``tolerance`` is one for all cases or one per case (the report shows the loosest)."""
-    per_case = [tolerance] * len(plan.cases) if isinstance(tolerance, Tolerance) else list(tolerance)
-    loosest = max(per_case, key=lambda t: t.max_scaled_error)
-    report = ParityReport(backend=backend, precision=precision, tolerance=loosest)
-    for (label, _), feed, got, expected, case_tolerance in zip(plan.cases, plan.feeds, outputs, plan.expected,
-                                                               per_case):
-        comparisons = [compare_output(name, got[name], ref, case_tolerance, classifier=classifier)
-                       for name, ref in expected.items()]
-        report.cases.append(ParityCase(label, {k: tuple(v.shape) for k, v in feed.items()}, comparisons))
-    return report
-
-
 def run_onnxruntime(plan: ParityPlan, model: bytes) -> list[dict[str, np.ndarray]]:
     """ONNX Runtime (CPU) outputs on the plan's inputs, cast to float32."""
     from ..backends.base import cast_feed
@@ -128,57 +99,24 @@ def run_onnxruntime(plan: ParityPlan, model: bytes) -> list[dict[str, np.ndarray
 def parity(plan: ParityPlan, model: bytes, *, precision: str, classifier: bool, eager: nn.Module,
            max_scaled_error: float | None = None,
            floor: Callable[[nn.Module, list[dict[str, np.ndarray]]], float] | None = None) -> ParityResult:
-    """Compare ONNX Runtime with eager on the plan and decide the gate.
+    """Compare ONNX Runtime with eager on the plan and decide the gate (``compare.parity.judge``).
 
-    FP32 without an explicit ``max_scaled_error``: when an output passes the table's scaled error
-    only the table is needed; otherwise the gate is max(table, FLOOR_MULTIPLE x float32 floor) of
-    ``eager`` on the plan's inputs (float32 against float64), and both values are reported. FP16 and
-    INT8 use the table as it is.
+    FP32 without an explicit ``max_scaled_error``: a case that misses the table is gated at
+    max(table, FLOOR_MULTIPLE x its float32 floor), ``eager`` float32 against float64 on that case's
+    inputs; both values are reported. FP16 and INT8 use the table as it is.
     """
-    table = tolerance_for(precision)
-    outputs = run_onnxruntime(plan, model)
-    backend = "onnxruntime[cpu]"
+    from ..compare.conditioning import float32_floor
+
+    tolerance = tolerance_for(precision)
     if max_scaled_error is not None:
-        tolerance = dataclasses.replace(table, max_scaled_error=max_scaled_error)
-        report = _judge(plan, outputs, backend=backend, precision=precision, tolerance=tolerance, classifier=classifier)
-        gate = ParityGate(table.max_scaled_error, max_scaled_error, source="caller")
-        return ParityResult(report, gate, [f"scaled-error tolerance set to {max_scaled_error:g} by the caller "
-                                           f"(table: {table.max_scaled_error:g})"])
-    report = _judge(plan, outputs, backend=backend, precision=precision, tolerance=table, classifier=classifier)
-    gate = ParityGate(table.max_scaled_error, table.max_scaled_error)
-    if report.passed or precision != "fp32":
-        return ParityResult(report, gate)
-    return _floor_gate(plan, outputs, report, eager, classifier, floor)
-
-
-def _floor_gate(plan: ParityPlan, outputs, report: ParityReport, eager: nn.Module, classifier: bool,
-                floor: Callable | None) -> ParityResult:
-    """FP32 outside the table: measure how far float32 itself is from exact on each case's inputs, and
-    gate that case at a multiple of its own floor (a network can be well conditioned at the traced
-    size and chaotic at another: one floor for all would loosen every case)."""
-    from ..compare.conditioning import FloorUnavailable, float32_floor
-    from ..compare.tolerances import FLOOR_MULTIPLE, fp32_tolerance
-
-    table = report.tolerance
-    try:
-        floors = [(floor or float32_floor)(eager, [feed]) for feed in plan.feeds]
-    except FloorUnavailable as exc:
-        gate = ParityGate(table.max_scaled_error, table.max_scaled_error, source="table", note=str(exc))
-        return ParityResult(report, gate, [f"{exc}; the table's tolerance applies"])
-    tolerances = [fp32_tolerance(f, table) for f in floors]  # the scaled-error gate, and the cosine bound to match
-    bound = max(t.max_scaled_error for t in tolerances)
-    cases = {label: {"float32_floor": f, "gate": t.max_scaled_error}
-             for (label, _), f, t in zip(plan.cases, floors, tolerances)}
-    gate = ParityGate(table.max_scaled_error, bound, max(floors), FLOOR_MULTIPLE,
-                      source="float32 floor" if bound > table.max_scaled_error else "table", cases=cases)
-    judged = _judge(plan, outputs, backend=report.backend, precision=report.precision, tolerance=tolerances,
-                    classifier=classifier)
-    notes = [f"float32 itself is {max(floors):.2g} from float64 eager on these inputs (worst case): FP32 gate per "
-             f"case max(table {table.max_scaled_error:g}, {FLOOR_MULTIPLE:g} x its floor), up to {bound:.3g}"]
-    if bound > 1e-2:
-        notes.append(f"a gate of {bound:.2g} cannot tell a wrong graph from float32 rounding on that case: this "
-                     "network (e.g. random weights) is too ill-conditioned there for FP32 parity to prove much")
-    return ParityResult(judged, gate, notes)
+        tolerance = dataclasses.replace(tolerance, max_scaled_error=max_scaled_error)
+    runs = [(label, feed, got, expected) for (label, _), feed, got, expected
+            in zip(plan.cases, plan.feeds, run_onnxruntime(plan, model), plan.expected)]
+    measure = floor or float32_floor
+    report, notes = judge(runs, backend="onnxruntime[cpu]", precision=precision, tolerance=tolerance,
+                          classifier=classifier, floor=lambda feeds: measure(eager, feeds),
+                          caller_set=max_scaled_error is not None)
+    return ParityResult(report, report.gate, notes)
 
 
 def parity_failure(result: ParityResult) -> str:

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Writes OUT/NAME/1/model.onnx, OUT/NAME/export.json and OUT/NAME/config.pbtxt (Triton). "
                     f"With no options it exports the trained reference model ({DEFAULT_ARCH} + {DEFAULT_VARIANT}). "
                     "With --model it exports your own network instead.",
-        epilog="Exit codes: 0 exported and parity passed; 1 a check failed (nothing written); 2 bad input. "
+        epilog="Exit codes: 0 exported and parity passed; 1 a check failed (nothing written); 2 bad input; 3 environment; 130/143 interrupted. "
                "Example: cbam-export --model nets.py:build_net --model-kwargs '{\"num_classes\": 4}' "
                "--weights best.pt --input-shape 1x3x64x64 --input-shape 1x1x64x64 --dynamic all")
     _model_args(p)
