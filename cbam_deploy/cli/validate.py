@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from ..errors import CbamDeployError, IntegrityError
 from ..options import BACKENDS, PRECISIONS
 from .args import (add_backends_arg, add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args,
                    add_precisions_arg, add_report_args, check_output_files, csv_choices, csv_positive_ints, csv_resolutions, positive_int)
@@ -40,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api.calibration import calibration_for
-    from ..api.validate import MISMATCH, open_for_validation, validate
-    from .render import print_localization, print_validation, write_reports
+    from ..api.validate import MISMATCH, open_for_validation
 
     check_output_files(args, "json_out", "markdown")
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
@@ -50,9 +49,21 @@ def run(args: argparse.Namespace) -> int:
     batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
     resolutions = csv_resolutions(args.resolutions)
     model = open_for_validation(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
-    if model.integrity.startswith(MISMATCH):
-        print(f"cbam-validate: warning: {model.integrity.removeprefix(MISMATCH)}; validating the file as it is",
-              file=sys.stderr)
+    mismatch = model.integrity.removeprefix(MISMATCH) if model.integrity.startswith(MISMATCH) else ""
+    try:
+        return _validate(args, model, precisions, backends, batch_sizes, resolutions)
+    except CbamDeployError as exc:
+        if not mismatch:
+            raise
+        # The file is not the one exported: that is the failure to report, with why it could not be validated.
+        raise IntegrityError(f"{mismatch}; it could not be validated as it is either: {exc}") from exc
+
+
+def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes, resolutions) -> int:
+    from ..api.calibration import calibration_for
+    from ..api.validate import validate
+    from .render import print_localization, print_validation, write_reports
+
     calibration, label = None, ""
     if "int8" in precisions:
         calibration, label, _ = calibration_for(model, args.calibration)
@@ -72,11 +83,16 @@ def run(args: argparse.Namespace) -> int:
         print_localization(report.localization, json_stdout=args.json)
     write_reports(args, report.to_dict() | {"model": str(model.onnx_path)}, report)
     if report.failures():
-        where = f"; {report.localization.verdict}" if getattr(report.localization, "verdict", "") else ""
-        print("cbam-validate: failed: " + "; ".join(report.failures()) + where, file=sys.stderr)
+        # One line: the file's mismatch first (if any), then the failed cells, then where parity breaks.
+        integrity = [f"{report.integrity_problem}; validated as it is"] if report.integrity_problem else []
+        cells = report.failures()[1:] if report.integrity_problem else report.failures()
+        parts = [*integrity, *(["validation failed: " + "; ".join(cells)] if cells else [])]
+        if getattr(report.localization, "verdict", ""):
+            parts.append(report.localization.verdict)
+        print("cbam-validate: error: " + "; ".join(parts), file=sys.stderr)
         return EXIT_FAILED
     if not report.passed:
-        print("cbam-validate: error: no cell could run here (all skipped)", file=sys.stderr)
+        print("cbam-validate: error: no cell could run here (all skipped: see the reasons above)", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -51,7 +51,7 @@ def test_corrupted_model_fails_naming_the_cell(reference_model, tmp_path, capsys
                           "--accuracy-count", "100", "--no-verify"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "failed: onnxruntime-cpu fp32: " in err and "scaled error" in err
+    assert "cbam-validate: error: validation failed: onnxruntime-cpu fp32: " in err and "scaled error" in err
     # The failure is localized without being asked: the first Conv of the graph is the stem, conv1.
     assert "first module out of tolerance: conv1 " in err
 
@@ -71,3 +71,23 @@ def test_bad_options(reference_model, capsys, args, message):
 def test_missing_model(tmp_path, capsys):
     assert validate_main([str(tmp_path / "nothing")]) == 2
     assert "is not an exported model" in capsys.readouterr().err
+
+
+def test_a_hand_corrupted_export_fails_naming_the_layer_and_the_changed_file(reference_model, tmp_path, capsys):
+    """The user's case: one layer's weights edited in place inside an exported folder (export.json
+    still records the original SHA-256). The file is validated anyway; one error line says both that
+    the file changed and which PyTorch module breaks parity."""
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(reference_model, folder)
+    model = onnx.load(str(folder / "1" / "model.onnx"))
+    weight = next(t for t in model.graph.initializer if t.name == "layer3.0.conv2.weight")  # the user's own name
+    weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.5, weight.name))
+    onnx.save(model, folder / "1" / "model.onnx")
+    code = validate_main([str(folder), "--precisions", "fp32", "--backends", "onnxruntime-cpu", "--localize",
+                          "--accuracy-count", "100"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cbam-validate:")]
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert "does not match the SHA-256" in errors[0] and "first module out of tolerance: layer3.0.conv2 " in errors[0]
