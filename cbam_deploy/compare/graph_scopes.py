@@ -111,7 +111,12 @@ def node_scopes(model: onnx.ModelProto, modules: Collection[str]) -> dict[str, l
                 old = by_name.get(replaced) or onnx.helper.make_node("Identity", [], [], name=replaced)
                 chain = scope_of(old, depth + 1) or None
         weight = _weight_module(node, producer, initializers, modules)
-        if weight is not None and (not chain or chain[-1] != weight):
+        if weight is not None and not chain:
+            # Known only by its weight (a graph without scopes or node names): the node belongs to that
+            # leaf module alone. Its containers would own their convs and nothing else, so their
+            # "outputs" would be conv outputs compared with whole blocks' outputs: a false culprit.
+            chain = [weight]
+        elif weight is not None and chain[-1] != weight:
             chain = _ancestors(weight, modules)
         return chain or []
 

@@ -91,6 +91,19 @@ def test_corrupted_layer_is_named(variant, target, exporter):
     assert report.first_inputs and max(i["scaled_error"] for i in report.first_inputs) < 1e-5
 
 
+@pytest.mark.parametrize("variant", list_variants())
+def test_a_graph_without_scopes_or_node_names_still_names_the_layer(variant):
+    """Exports made before scopes were kept (or by other tools) carry only weight names: the
+    localizer must fall back to them without blaming a container whose outputs it cannot see."""
+    model = _model(variant)
+    proto = _corrupted(_exported(variant, "dynamo"), "layer2.0.conv2")
+    for i, node in enumerate(proto.graph.node):
+        del node.metadata_props[:]
+        node.name = f"node_{i}"
+    report = localize(proto, model, _feed(), precision="fp32")
+    assert report.first is not None and report.first.module == "layer2.0.conv2", report.verdict
+
+
 @pytest.mark.parametrize("exporter", EXPORTERS)  # dynamo: module scopes kept through onnxsim and the rewrites
 @pytest.mark.parametrize("variant", list_variants())
 def test_clean_export_passes_with_a_row_per_attention_block(variant, exporter):
