@@ -199,6 +199,9 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
     g = _graph_stages(prepared, plan, options, reporter, calibration, calibration_label)
     meta = st.metadata(prepared, built.metadata, opset=options.opset, precision_name=options.precision,
                        classifier=built.classifier, exporter=options.exporter, rewrites=g.optimized.applied)
+    untraced = [shapes for label, shapes in plan.cases if "not traced" in label]
+    if untraced:  # the resolution the model accepted: cbam-validate checks there too
+        meta["parity_resolution"] = list(next(s for s in untraced[0] if len(s) == 4)[2:])
     if g.precision_details:
         meta["precision_details"] = g.precision_details
     set_metadata(g.proto, meta)

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from ..bench import plot_png
 
         atomic_write_bytes(args.plot, plot_png(rows, f"{model.name}: median latency"))
+        err.print(f"wrote {args.plot}")
     return EXIT_OK
 
 

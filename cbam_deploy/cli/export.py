@@ -206,10 +206,11 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(report, *, json_stdout: bool = False) -> None:
     """The parity table and what the export did, on the terminal (stderr when --json has stdout)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=json_stdout)
+    from .render import console as render_console
+
+    console = render_console(json_stdout)
     table = Table(title=f"parity: eager vs ONNX Runtime CPU ({report.parity.precision}, tolerance: scaled error "
                         f"<= {report.parity.tolerance.max_scaled_error:g}, cosine >= {report.parity.tolerance.min_cosine})")
     several = len(report.metadata.get("output_names", [])) > 1

@@ -10,10 +10,19 @@ import json
 from typing import Any, Sequence
 
 
+#: Width for tables when the output is not a terminal (a pipe, a CI log): rich's 80 columns fold
+#: every table cell into slivers; a terminal keeps its own width.
+PIPE_WIDTH = 160
+
+
 def console(json_stdout: bool):
+    """The console for human-readable output: stderr when stdout carries JSON."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=json_stdout)
+    stream = sys.stderr if json_stdout else sys.stdout
+    return Console(stderr=json_stdout, width=None if stream.isatty() else PIPE_WIDTH)
 
 
 def print_json(data: Any) -> None:
@@ -80,6 +89,8 @@ def write_reports(args, data: dict[str, Any], report=None) -> None:
         from ..api.validate import markdown_table
 
         text = markdown_table(report.cells)
+        if getattr(report, "integrity_problem", ""):
+            text = f"**Integrity:** {report.integrity_problem}\n\n" + text
         loc = getattr(report, "localization", None)
         if loc is not None and hasattr(loc, "to_markdown"):
             text += "\n" + loc.to_markdown()

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backends_arg(p, ",".join(BACKENDS))
     add_batch_sizes_arg(p, "1,4")
     p.add_argument("--resolutions", default=None, metavar="HxW,HxW",
-                   help="comma-separated HxW for dynamic-H/W models (default: traced and 1.25x traced)")
+                   help="comma-separated HxW for dynamic-H/W models (default: the traced one and the untraced one the export checked)")
     add_calibration_arg(p, "Default: 'reference' for the reference model; otherwise INT8 cells are skipped.")
     p.add_argument("--accuracy-count", type=positive_int, default=1000,
                    help="held-out images for accuracy (reference model; default 1000)")
@@ -67,9 +67,9 @@ def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes
     calibration, label = None, ""
     if "int8" in precisions:
         calibration, label, _ = calibration_for(model, args.calibration)
-    from rich.console import Console
+    from .render import console as render_console
 
-    console = Console(stderr=True)
+    console = render_console(True)
 
     def progress(cell) -> None:
         mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}[cell.status]

@@ -115,7 +115,8 @@ def validation_cases(model, batch_sizes: Sequence[int], resolutions: Sequence[tu
 
     ``model`` is an opened export (``traced_shapes``, ``input_dynamic_axes()``). Batch sizes apply to
     inputs with a dynamic batch axis; resolutions to image inputs (rank 4) with dynamic H and W.
-    Without ``resolutions``: the traced one, plus the export's first untraced candidate.
+    Without ``resolutions``: the traced one, plus the untraced one the export checked (recorded as
+    ``parity_resolution``; for older exports, the first untraced candidate).
     """
     traced, dynamic = model.traced_shapes, model.input_dynamic_axes()
     batch_dynamic = any(0 in d for d in dynamic)
@@ -124,7 +125,9 @@ def validation_cases(model, batch_sizes: Sequence[int], resolutions: Sequence[tu
     if not any(hw_dyn):
         sizes: list[dict[int, tuple[int, int]]] = [{}]
     elif resolutions is None:
-        sizes = [{}, {i: untraced_candidates(tuple(traced[i][2:]))[0] for i, dyn in enumerate(hw_dyn) if dyn}]
+        chosen = (getattr(model, "metadata", None) or {}).get("parity_resolution")  # what the export checked
+        sizes = [{}, {i: tuple(chosen) if chosen else untraced_candidates(tuple(traced[i][2:]))[0]
+                      for i, dyn in enumerate(hw_dyn) if dyn}]
     else:
         sizes = [{i: tuple(r) for i, dyn in enumerate(hw_dyn) if dyn} for r in resolutions]  # type: ignore[misc]
     cases = []

@@ -37,7 +37,15 @@ class TorchRunner(Runner):
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self._inputs]
         with self._lock:
-            result = self.model(*args)
+            try:
+                result = self.model(*args)
+            except Exception as exc:  # the model's own code rejects these inputs: its limit, said in one line
+                from ...errors import UsageError
+                from ...models.user_model import describe_exception
+
+                shapes = ", ".join("x".join(map(str, a.shape)) for a in args)
+                raise UsageError(f"the eager PyTorch model fails at input shape {shapes} {describe_exception(exc)} "
+                                 "(choose other shapes, e.g. cbam-validate --resolutions)") from exc
         # Outputs of any structure (a detector's dict, nested tuples) in the export's flattening order.
         results = [t for _, t in flatten_outputs(result)]
         if len(results) != len(self._outputs):
