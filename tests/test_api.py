@@ -54,3 +54,38 @@ def test_export_refuses_training_mode_and_bad_inputs(tmp_path):
     with pytest.raises(UsageError, match="neither a tensor nor a shape"):
         cbam_deploy.export(model.eval(), ["1x3x32x32"], out=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_precision_that_overflows_fails_its_cell_and_the_matrix_goes_on(tmp_path, monkeypatch):
+    """Found on the GPU machine: a random-init `parallel` ResNet-50 answered Inf in its FP16 cell on ONNX
+    Runtime CUDA (its FP32 logits reach 1.6e5, past FP16's 65504), and that stopped the whole
+    validation. The runner's own NaN/Inf check (a real ONNX Runtime session whose outputs overflow,
+    as FP16 does on the GPU; ONNX Runtime's CPU kernels compute FP16 in float) now fails that cell,
+    with the reason, and the other cells still run."""
+    import numpy as np
+
+    import cbam_deploy.api.build as build
+    from cbam_deploy.backends.onnxruntime import OnnxRuntimeRunner
+
+    class Overflowing(OnnxRuntimeRunner):
+        def infer_impl(self, feed):
+            return {k: np.full_like(v, np.inf) for k, v in super().infer_impl(feed).items()}
+
+    real = build.open_cell_runner
+    monkeypatch.setattr(build, "open_cell_runner", lambda backend, data, *rest: (
+        Overflowing(data) if _is_fp16(data) else real(backend, data, *rest)))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
+    report = cbam_deploy.export(model, [(1, 3, 8, 8)], out=tmp_path, name="hot")
+    validation = cbam_deploy.validate(report.model_dir, eager=model, precisions=("fp16", "fp32"))
+    by_precision = {c.precision: c for c in validation.cells}
+    assert by_precision["fp16"].status == "fail" and "NaN or Inf" in by_precision["fp16"].failures[0]
+    assert by_precision["fp32"].status == "pass"  # ran after the failed cell
+    assert not validation.passed
+    from cbam_deploy.api.validate import markdown_table
+
+    assert "| fp16 | fail: " in markdown_table(validation.cells)
+
+
+def _is_fp16(data: bytes) -> bool:
+    model = onnx.load_from_string(data)
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..compare import ParityReport, compare_runners, tolerance_for
-from ..errors import MissingDependencyError, UsageError
+from ..errors import IntegrityError, MissingDependencyError, UsageError
 from ..layout import is_reference_task
 from ..model_dir import ExportedModel
 from ..options import BACKENDS, PRECISIONS
@@ -198,9 +198,13 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
     tolerance = tolerance_for(precision)
     meta = model.metadata
     classifier = bool(meta.get("classifier") or model.classes) or meta.get("num_classes") is not None
-    cell.parity = compare_runners(reference, runner, cases, backend=cell.backend, precision=precision,
-                                  tolerance=tolerance, classifier=classifier, make_feed=make_feed,
-                                  floor=lambda feeds: _float32_floor(reference, feeds))
+    try:
+        cell.parity = compare_runners(reference, runner, cases, backend=cell.backend, precision=precision,
+                                      tolerance=tolerance, classifier=classifier, make_feed=make_feed,
+                                      floor=lambda feeds: _float32_floor(reference, feeds))
+    except IntegrityError as exc:  # NaN/Inf out of finite inputs (e.g. FP16 overflow): this cell fails, the rest run
+        cell.failures, cell.status = [str(exc)], "fail"
+        return
     cell.failures = cell.parity.failures()
     if is_reference_task(meta):
         from ..reference.evaluate import evaluate_heldout
@@ -245,6 +249,9 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     for c in cells:
         if c.status == "skipped":
             rows.append(f"| {c.backend} | {c.precision} | skipped: {c.reason} | | | | |")
+            continue
+        if c.parity is None:  # failed before any comparison (e.g. NaN/Inf outputs)
+            rows.append(f"| {c.backend} | {c.precision} | fail: {'; '.join(c.failures)} | | | | |")
             continue
         outs = [o for case in c.parity.cases for o in case.outputs]
         agreements = [o.top1_agreement for o in outs if o.top1_agreement is not None]

@@ -54,6 +54,9 @@ def print_validation(name: str, report, precisions: Sequence[str], *, json_stdou
             short = c.reason.split(";")[0].split(" (")[0]  # the full reason is in the JSON and Markdown reports
             table.add_row(c.backend, c.precision, f"[yellow]skipped[/]: {short}", "", "", "", "")
             continue
+        if c.parity is None:  # failed before any comparison (e.g. NaN/Inf outputs)
+            table.add_row(c.backend, c.precision, f"[red]FAIL[/]: {c.failures[0]}", "", "", "", "")
+            continue
         outs = [o for case in c.parity.cases for o in case.outputs]
         agree = [o.top1_agreement for o in outs if o.top1_agreement is not None]
         acc = c.accuracy
