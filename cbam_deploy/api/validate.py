@@ -147,8 +147,6 @@ def open_for_validation(model: str | Path | ExportedModel, *, trust_model_code: 
                         verify: bool = True) -> ExportedModel:
     """The model folder as validation opens it: a file that fails its SHA-256 check is opened anyway
     (comparing it with eager shows what changed), with ``integrity`` saying ``mismatch: <why>``."""
-    from ..errors import IntegrityError
-
     if isinstance(model, ExportedModel):
         return model
     try:
