@@ -104,12 +104,7 @@ def check_target(target: str | Path, *, force: bool) -> Path:
         if not target.is_dir() or target.is_symlink():
             raise UsageError(f"{str(target)!r} exists and is not a folder; remove it yourself, --force replaces "
                              "only a model folder")
-    folder = _existing_ancestor(target.parent)
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise from_os_error(PermissionError(errno.EACCES, "permission denied or read-only folder", str(folder)),
-                            "write in")
+    _check_writable_parent(target, repr(str(target)))
     return target
 
 
@@ -122,13 +117,18 @@ def check_output_file(path: str | Path, *, force: bool, option: str = "") -> Pat
         raise UsageError(f"{label} is a folder, not a file")
     if os.path.lexists(path) and not force:
         raise UsageError(f"{label} already exists; pass --force to overwrite it")
+    _check_writable_parent(path, label)
+    return path
+
+
+def _check_writable_parent(path: Path, label: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder this process can write in."""
     folder = _existing_ancestor(path.parent)
     if not folder.is_dir():
         raise UsageError(f"cannot write {label}: {str(folder)!r} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise from_os_error(PermissionError(errno.EACCES, "permission denied or read-only folder", str(folder)),
                             "write in")
-    return path
 
 
 def _make_parents(folder: Path) -> list[Path]:

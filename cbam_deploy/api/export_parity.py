@@ -88,10 +88,10 @@ def plan_parity(model: nn.Module, specs: Sequence[TensorSpec], trace_shapes: Seq
 
 def run_onnxruntime(plan: ParityPlan, model: bytes) -> list[dict[str, np.ndarray]]:
     """ONNX Runtime (CPU) outputs on the plan's inputs, cast to float32."""
+    from ..backends import open_runner
     from ..backends.base import cast_feed
-    from ..backends.onnxruntime import OnnxRuntimeRunner
 
-    with OnnxRuntimeRunner(model, provider="cpu", spinning=False) as runner:  # idle threads must not burn CPU
+    with open_runner("onnxruntime-cpu", model, spinning=False) as runner:  # idle threads must not burn CPU
         return [{k: v.astype(np.float32) for k, v in runner.infer(cast_feed(runner, feed)).items()}
                 for feed in plan.feeds]
 

@@ -194,11 +194,11 @@ def reference_task_results(classes: Sequence[str]) -> TaskResults:
     """Accuracy of the exported model on held-out images against eager, and one real prediction."""
 
     def results(onnx_bytes: bytes, eager: nn.Module, output_names: Sequence[str]) -> dict[str, Any]:
+        from ..backends import open_runner
         from ..backends.base import cast_feed
-        from ..backends.onnxruntime import OnnxRuntimeRunner
         from ..reference.evaluate import evaluate_heldout, heldout_batch
 
-        with OnnxRuntimeRunner(onnx_bytes) as runner:
+        with open_runner("onnxruntime-cpu", onnx_bytes) as runner:
             name = runner.input_specs()[0].name
             fixed = runner.input_specs()[0].shape[0]
             step = fixed if isinstance(fixed, int) else None  # --dynamic none/hw: one fixed batch size

@@ -14,7 +14,6 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .. import interrupts
-from ..shapes import parse_shape  # noqa: F401  (re-exported: commands import it from here)
 from ..errors import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE,  # noqa: F401
                       CbamDeployError, Interrupted, UsageError, from_os_error)
 

@@ -131,8 +131,8 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
     ``exported_model_or_onnx``: an ONNX proto, its bytes, a ``.onnx`` path or an exported model
     (anything with ``.proto``), at any precision. ``provider``: ONNX Runtime's (cpu, cuda, tensorrt).
     """
+    from ..backends import open_runner
     from ..backends.base import cast_feed
-    from ..backends.onnxruntime import OnnxRuntimeRunner
 
     start = time.perf_counter()
     tolerance = tolerance or tolerance_for(precision)
@@ -150,8 +150,7 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
         raise UsageError(f"the feed has no value for input(s) {', '.join(missing)} (given: {', '.join(feed)})")
     exposed = {t for m in tensors.values() for t in (*m.outputs, *m.inputs)} | {g[2] for g in gates}
     # NaN/Inf inside the graph is what is being looked for here, not a reason to stop.
-    with OnnxRuntimeRunner(exposed_bytes(proto, sorted(exposed)), provider=provider,
-                           allow_nonfinite=True) as runner:
+    with open_runner(f"onnxruntime-{provider}", exposed_bytes(proto, sorted(exposed)), allow_nonfinite=True) as runner:
         values = runner.infer(cast_feed(runner, {n: np.asarray(feed[n], np.float32) for n in input_names}))
     values = {k: v.astype(np.float32, copy=False) for k, v in values.items()}
     captured = capture(eager_module, feed, input_names, set(tensors))
