@@ -118,6 +118,8 @@ def _checked_preprocessing(pre: dict[str, Any], where: Path) -> dict[str, Any]:
             raise bad(key)
     if pre.get("mean") is not None and pre.get("std") is not None and len(pre["mean"]) != len(pre["std"]):
         raise bad("mean")
+    if pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
+        raise bad("channel_order")
     return pre
 
 

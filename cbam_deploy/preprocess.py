@@ -75,10 +75,28 @@ def load_rgb(path: str | Path, size: Sequence[int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def load_image(path: str | Path, size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """One RGB image -> 3 x H x W float32: resized (bilinear) to ``size`` (H, W), /255, normalised."""
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def load_image(path: str | Path, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
+               channel_order: str = "RGB") -> np.ndarray:
+    """One image -> 3 x H x W float32: resized (bilinear) to ``size`` (H, W), channels in
+    ``channel_order`` (mean and std are in that order too), /255, normalised."""
     x = load_rgb(path, size).astype(np.float32).transpose(2, 0, 1) / 255.0
+    if channel_order == "BGR":
+        x = x[::-1]
     return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+
+
+def preprocess_images(paths: Sequence[str | Path], preprocessing: dict) -> np.ndarray:
+    """Images -> the N x 3 x H x W float32 batch a model expects, from the ``preprocessing`` its export
+    recorded (``ExportedModel.preprocessing``, or ``export.json``'s ``metadata.preprocessing``)."""
+    if not preprocessing.get("mean") or not preprocessing.get("std") or not preprocessing.get("input_size"):
+        raise UsageError("this model's metadata records no image preprocessing (mean, std, input_size); "
+                         "export it with --mean R,G,B --std R,G,B to record them")
+    order = preprocessing.get("channel_order", "RGB")
+    return np.stack([load_image(p, preprocessing["input_size"], preprocessing["mean"], preprocessing["std"], order)
+                     for p in paths])
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -120,6 +120,8 @@ class FactorySource:
     weights: str | None = None  # a checkpoint path; None keeps the weights the factory built
     classifier: bool = False
     seed: int = 0
+    # Image preprocessing to record (cbam-export --mean/--std/--image-size/--channel-order)
+    image_preprocessing: dict[str, Any] | None = None
 
     def build(self, reporter: StageReporter) -> SourceModel:
         from ..models.user_model import UserModelSpec, build_user_model, canonical_reference, state_sha256
@@ -142,12 +144,24 @@ class FactorySource:
             reporter.note(built.load_report.summary())
         shapes = [tuple(s) for s in self.input_shapes]
         preprocessing = {"input_size": list(shapes[0][2:]), "layout": "NCHW"} if len(shapes[0]) == 4 else {}
+        if self.image_preprocessing:
+            preprocessing = image_preprocessing_for(shapes[0], self.image_preprocessing)
         metadata = {"variant": "user", "host": self.factory, "user_model": spec.to_dict(),
                     "state_sha256": state_sha256(built.model),
                     "checkpoint_sha256": built.checkpoint_sha256 or "none (the factory's own weights)",
                     "preprocessing": preprocessing}
         return SourceModel(built.model, _seeded_inputs(shapes, self.seed), type(built.model).__name__.lower(),
                            metadata, classifier=self.classifier, preprocessing=preprocessing)
+
+
+def image_preprocessing_for(shape: Sequence[int], given: dict[str, Any]) -> dict[str, Any]:
+    """The recorded preprocessing of a user's image model, checked against its first input's shape."""
+    if len(shape) != 4 or shape[1] != 3:
+        raise UsageError(f"--mean/--std describe RGB images, but the first input has shape "
+                         f"{'x'.join(map(str, shape))} (expected N x 3 x H x W)")
+    size = list(given.get("input_size") or shape[2:])
+    return {"mean": list(given["mean"]), "std": list(given["std"]), "input_size": size, "layout": "NCHW",
+            "channel_order": given.get("channel_order", "RGB"), "scale": "1/255 then (x - mean) / std"}
 
 
 @dataclass

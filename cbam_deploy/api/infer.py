@@ -40,9 +40,10 @@ def load_inputs(model: ExportedModel, paths: Sequence[str]) -> tuple[np.ndarray,
         raise UsageError("give either image files or a single .npy batch, not both")
     pre = model.preprocessing
     if not pre.get("mean") or not pre.get("std"):
-        raise UsageError(f"model {model.name!r} has no image preprocessing in its metadata; give a preprocessed .npy batch")
+        raise UsageError(f"model {model.name!r} has no image preprocessing in its metadata: export it with "
+                         "--mean R,G,B --std R,G,B (cbam-export) to record it, or give a preprocessed .npy batch")
     size = pre.get("input_size") or model.traced_shape[2:]
-    batch = np.stack([load_image(p, size, pre["mean"], pre["std"]) for p in paths])
+    batch = np.stack([load_image(p, size, pre["mean"], pre["std"], pre.get("channel_order", "RGB")) for p in paths])
     return batch, [load_rgb(p, size) for p in paths]
 
 

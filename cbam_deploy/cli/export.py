@@ -16,6 +16,7 @@ from ..options import (DEFAULT_ARCH, DEFAULT_EXPORTER, DEFAULT_OPSET, DEFAULT_RE
 from ..shapes import parse_shape
 from .args import add_calibration_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
+from .preprocess_args import add_preprocessing_args, preprocessing_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Example: cbam-export --model nets.py:build_net --model-kwargs '{\"num_classes\": 4}' "
                "--weights best.pt --input-shape 1x3x64x64 --input-shape 1x1x64x64 --dynamic all")
     _model_args(p)
+    add_preprocessing_args(p)
     _export_args(p)
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
     p.add_argument("--name", default=None, help="model name in the repository (default VARIANT_ARCH)")
@@ -152,7 +154,11 @@ def _source(args: argparse.Namespace):
         from ..models.user_model import parse_model_kwargs
 
         return FactorySource(args.model, shapes or [], kwargs=parse_model_kwargs(args.model_kwargs),
-                             weights=args.weights, classifier=args.classifier, seed=args.seed)
+                             weights=args.weights, classifier=args.classifier, seed=args.seed,
+                             image_preprocessing=preprocessing_from_args(args))
+    if preprocessing_from_args(args) is not None:
+        raise UsageError("--mean/--std/--image-size/--channel-order go with --model: the built-in hosts record "
+                         "their own preprocessing")
     if args.model_kwargs or args.classifier:
         raise UsageError("--model-kwargs and --classifier go with --model")
     if shapes and len(shapes) != 1:
