@@ -7,6 +7,22 @@ import time
 from typing import Iterator, Protocol
 
 
+#: Width for tables when the output is not a terminal (a pipe, a CI log): rich's 80 columns fold
+#: every table cell into slivers; a terminal keeps its own width.
+PIPE_WIDTH = 160
+
+
+def make_console(*, stderr: bool):
+    """A rich console for stdout or stderr. Piped (not a terminal), text is never hard-wrapped (a
+    warning stays one line for grep and logs; tables are laid out PIPE_WIDTH wide)."""
+    import sys
+
+    from rich.console import Console
+
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr, width=None if tty else PIPE_WIDTH, soft_wrap=not tty)
+
+
 class StageReporter(Protocol):
     def stage(self, name: str, detail: str = "") -> contextlib.AbstractContextManager[None]: ...
 
@@ -37,9 +53,7 @@ class RichReporter(SilentReporter):
 
     def __init__(self, console=None) -> None:
         super().__init__()
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(stderr=True)
 
     @contextlib.contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[None]:

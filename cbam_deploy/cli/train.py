@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 2 (BatchNorm on pooled features needs 2 samples)")
     config = TrainConfig(variant=variant, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, train_count=args.train_count, seed=args.seed, threads=args.threads)
-    from rich.console import Console
+    from ..progress import make_console
 
-    console = Console(stderr=True)  # progress on stderr: stdout stays for --json
+    console = make_console(stderr=True)  # progress on stderr: stdout stays for --json
     console.print(f"training {args.arch} + {variant or 'no attention'}: {args.epochs} epochs x "
                   f"{args.train_count} images, seed {args.seed}")
 

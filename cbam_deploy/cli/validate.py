@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes, resolutions) -> int:
     from ..api.calibration import calibration_for
     from ..api.validate import validate
-    from .render import print_localization, print_validation, write_reports
+    from .render import print_localization, print_validation, short_reason, write_reports
 
     calibration, label = None, ""
     if "int8" in precisions:
@@ -73,7 +73,7 @@ def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes
 
     def progress(cell) -> None:
         mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}[cell.status]
-        console.print(f"{mark} {cell.label}" + (f" [dim]{cell.reason}[/]" if cell.reason else ""))
+        console.print(f"{mark} {cell.label}" + (f" [dim]{short_reason(cell.reason)}[/]" if cell.reason else ""))
 
     report = validate(model, precisions=precisions, backends=backends, batch_sizes=batch_sizes,
                       resolutions=resolutions, calibration=calibration, calibration_label=label,
