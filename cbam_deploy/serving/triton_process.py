@@ -35,6 +35,23 @@ from ..errors import MissingDependencyError
 
 _LOG_PREFIX = re.compile(r"^[IWE]\d{4} [\d:.]+ +\d+ [^\]]*\] ?")
 
+#: What Triton prints at every start on a machine without a usable NVIDIA GPU (no driver, NVML or
+#: DCGM). Harmless there: cbam-serve refuses a GPU backend before starting Triton when no GPU is
+#: usable, so a CPU backend is serving. Hidden, and explained once (NO_GPU_NOTE); kept in the tail
+#: that a failed start reports.
+NO_GPU_NOISE = ("Unable to allocate pinned system memory", "CudaDriverHelper has not been initialized",
+                "Failed to initialize NVML", "DCGM unable to start")
+NO_GPU_NOTE = ("cbam-serve: Triton sees no usable NVIDIA GPU (no CUDA driver, NVML or DCGM): serving on the CPU; "
+               "its start-up warnings about that are hidden")
+
+
+def shown_line(line: str, explained: bool) -> tuple[str | None, bool]:
+    """What to print for one line of Triton's output (None: nothing), and whether the no-GPU note
+    has now been printed."""
+    if any(noise in line for noise in NO_GPU_NOISE):
+        return (None, True) if explained else (NO_GPU_NOTE, True)
+    return line, explained
+
 
 def triton_distribution() -> Path:
     """``pytriton/tritonserver`` of the installed nvidia-pytriton wheel (found without importing it)."""
@@ -105,11 +122,15 @@ class TritonProcess:
 
     def _copy_output(self) -> None:
         assert self.process.stdout is not None
+        explained = False
         for raw in self.process.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.tail.append(line)
+            shown, explained = shown_line(line, explained)
+            if shown is None:
+                continue
             with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(line + "\n")
+                sys.stderr.write(shown + "\n")
                 sys.stderr.flush()
 
     @property

@@ -82,3 +82,16 @@ def test_ctrl_c_stops_cleanly_leaving_nothing(served):
     assert served.children, "Triton's child processes were not seen"
     assert stop_and_check_nothing_left(served, signal.SIGINT) == 0
     assert "cbam-serve: stopped" in served.log_path.read_text()
+
+
+def test_triton_no_gpu_start_up_noise_is_one_explained_line(served):
+    """On a machine without a usable GPU, Triton's warnings about pinned memory, the CUDA driver,
+    NVML and DCGM are replaced by one line saying what they mean."""
+    from cbam_deploy.serving.triton_process import NO_GPU_NOISE, NO_GPU_NOTE
+
+    from ..conftest import _has_gpu
+
+    lines = served.log_path.read_text().splitlines()
+    assert not [line for line in lines if any(noise in line for noise in NO_GPU_NOISE)], lines
+    assert lines.count(NO_GPU_NOTE) == (0 if _has_gpu() else 1), lines
+    assert any(line.startswith("cbam-serve: serving ") for line in lines), lines
