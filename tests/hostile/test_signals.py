@@ -28,11 +28,20 @@ BIN = Path(sys.executable).parent
 CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
 
 
+def default_signals() -> None:
+    """Runs in the child before exec: SIGINT and SIGHUP at their defaults. A suite started with
+    ``nohup ... &`` inherits them ignored, and a command rightly keeps an ignored signal ignored
+    (interrupts.py), which is not what these tests send signals to check."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class Watched:
     """A subprocess whose stderr is collected line by line while it runs."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=default_signals)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
