@@ -49,7 +49,7 @@ def naive_export(model: torch.nn.Module, x: torch.Tensor) -> bytes:
 def ours(model: torch.nn.Module, x: torch.Tensor, out: str, name: str) -> onnx.ModelProto:
     """Our export without rewrites (parity against eager checked by the pipeline)."""
     report = export(model, (x,), name=name, out=out, classifier=True, optimize=False,
-                          max_scaled_error=1e-2)  # random-init parallel ResNet-50 is ill-conditioned in float32 (README)
+                          max_scaled_error=1e-2)  # random-init parallel ResNet-50 is ill-conditioned in float32 (docs/guides/export.md)
     return onnx.load(str(report.onnx_path))
 
 

@@ -1,7 +1,7 @@
 """Errors users can act on, and the exit codes every command returns.
 
 The CLI prints each error as one line and exits with its ``exit_code``; nothing else is caught
-silently. The codes, in one place (the README's "When things go wrong" lists them too):
+silently. The codes, in one place (docs/guides/troubleshooting.md lists them too):
 
     0   EXIT_OK           the command did what was asked
     1   EXIT_FAILED       a check ran and failed (parity, SHA-256 of a model file, non-finite outputs)

@@ -11,7 +11,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 DYNAMIC_MODES = ("batch", "hw", "all", "none")
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the dynamo exporter's minimum
-#: PyTorch's ONNX exporters (cbam-export --exporter); the default is measured, see the README.
+#: PyTorch's ONNX exporters (cbam-export --exporter); the default is measured, see docs/guides/export.md.
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
 #: CBAM-aware ONNX rewrites (optimize/onnx_rewrites.py) and the ones applied by default.

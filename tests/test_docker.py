@@ -1,6 +1,6 @@
 """What can be checked of the Docker images without a Docker engine: every file the Dockerfiles
 COPY exists and is not excluded by .dockerignore, the pinned requirements cover the package's
-dependencies, the extras they name exist, and the README's docker commands name real files.
+dependencies, the extras they name exist, and the docker commands of docs/guides/docker-and-gpu.md name real files.
 (hadolint lints both Dockerfiles in .ci/run.)"""
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def test_pinned_requirements_cover_the_package_dependencies():
     assert {_name(d) for d in project["optional-dependencies"]["gpu"]} <= {_name(l) for l in gpu.splitlines() if l and not l.startswith(("#", "-"))}
 
 
-def test_readme_docker_commands_name_files_and_extras_that_exist():
-    readme = (REPO / "README.md").read_text()
+def test_documented_docker_commands_name_files_and_extras_that_exist():
+    readme = (REPO / "docs" / "guides" / "docker-and-gpu.md").read_text()
     builds = re.findall(r"docker build (?:-f|--file) (\S+)", readme)
     assert {b for b in builds} == {"docker/Dockerfile.cpu", "docker/Dockerfile.gpu"}
     assert "docker run --rm --gpus all" in readme and "pytest -m gpu" in readme and "cbam-build" in readme

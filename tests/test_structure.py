@@ -1,6 +1,6 @@
 """The package's shape, checked: imports flow one way, commands start without torch, small files.
 
-These are the rules the code layout promises (README, "Where things are"): a stage never imports a
+These are the rules the code layout promises (docs/guides/architecture.md): a stage never imports a
 stage above it, nothing imports the command layer, and ``--help`` stays fast.
 """
 

@@ -99,7 +99,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="dynamic axes: batch (default), hw (height and width), all, none")
     p.add_argument("--exporter", choices=EXPORTERS, default=DEFAULT_EXPORTER,
                    help=f"PyTorch's ONNX exporter: torchscript (torch.onnx.export dynamo=False) or dynamo "
-                        f"(torch.export); default {DEFAULT_EXPORTER}, measured faster with the same graphs (README)")
+                        f"(torch.export); default {DEFAULT_EXPORTER}, measured faster with the same graphs (docs/guides/export.md)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, minimum 18)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
     p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True,

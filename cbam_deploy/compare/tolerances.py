@@ -1,4 +1,4 @@
-"""The one table of parity tolerances, per precision. README's "Tolerances" section mirrors it.
+"""The one table of parity tolerances, per precision. docs/guides/export.md's "Tolerances" section mirrors it.
 
 Errors are measured against PyTorch eager (unfolded, eval, FP32):
 

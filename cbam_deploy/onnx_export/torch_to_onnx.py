@@ -2,7 +2,7 @@
 
 ``torchscript`` (``dynamo=False``) traces the module with ``torch.jit.trace``; ``dynamo`` goes
 through ``torch.export``. Both produce the same operators on CBAM networks after onnxsim; the
-choice of default is measured in ``benchmarks/exporter_choice.py`` (see the README).
+choice of default is measured in ``benchmarks/exporter_choice.py`` (see docs/guides/export.md).
 """
 
 from __future__ import annotations
