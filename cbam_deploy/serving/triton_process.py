@@ -58,8 +58,9 @@ def triton_distribution() -> Path:
     spec = importlib.util.find_spec("pytriton")
     root = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
     if root is None or not (root / "tritonserver" / "bin" / "tritonserver").is_file():
-        raise MissingDependencyError("cbam-serve needs the tritonserver that nvidia-pytriton carries: "
-                                     "pip install 'cbam-deploy[serve]' (Linux, glibc 2.35 or newer)")
+        raise MissingDependencyError("cbam-serve needs the serve extra (the tritonserver that nvidia-pytriton "
+                                     "carries): pip install -e '.[serve]' in a clone, or pip install "
+                                     "'cbam-deploy[serve]' (Linux, glibc 2.35 or newer)")
     return root / "tritonserver"
 
 
