@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prove an exported model across backends and precisions: PyTorch eager (rebuilt from the "
                     "model's metadata) against ONNX Runtime CPU/CUDA/TensorRT-EP and native TensorRT, in FP32, FP16 "
                     "and INT8 (derived from the FP32 export), at several batch sizes and resolutions, with held-out "
-                    "accuracy per cell for reference-task models. Absent backends are shown as skipped with the "
-                    "reason. After a failed cell (or with --localize) the first diverging PyTorch module is named.",
+                    "accuracy per cell for reference-task models. Each cell shows the gate it was judged by; cells "
+                    "that cannot run here are listed one line per reason, never counted as passed; the output ends "
+                    "with a one-line verdict. After a failed cell (or with --localize) the first diverging PyTorch module is named.",
         epilog="Exit codes: 0 every cell that ran passed; 1 a cell failed (named); 2 bad input; 3 environment.")
     add_model_folder_args(p, what="an exported FP32 model folder (models/NAME) or .onnx file")
     add_precisions_arg(p, ",".join(PRECISIONS))

@@ -54,7 +54,8 @@ def render(parser: argparse.ArgumentParser) -> str:
         actions = [a for a in group._group_actions if a.help != argparse.SUPPRESS]
         if not actions:
             continue
-        out += [f"**{group.title}**", "", "| option | what it does |", "|---|---|"]
+        header = "argument" if all(not a.option_strings for a in actions) else "option"
+        out += [f"**{group.title}**", "", f"| {header} | what it does |", "|---|---|"]
         for action in actions:
             help_text = formatter._expand_help(action) if action.help else ""
             out.append(f"| {_cell(_option(action))} | {_cell(help_text)} |")
