@@ -106,11 +106,11 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def load_image_folder(folder: str | Path, size: Sequence[int], mean: Sequence[float], std: Sequence[float],
-                      limit: int | None = None) -> np.ndarray:
+                      limit: int | None = None, channel_order: str = "RGB") -> np.ndarray:
     files = image_files(folder)
     if not files:
         raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
-    return np.stack([load_image(f, size, mean, std) for f in files[:limit]])
+    return np.stack([load_image(f, size, mean, std, channel_order) for f in files[:limit]])
 
 
 def load_npy(path: str | Path, *, what: str = "batch") -> np.ndarray:

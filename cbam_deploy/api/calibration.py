@@ -27,4 +27,5 @@ def calibration_for(model: ExportedModel, source: str | None, *, required: bool 
         return None, "", None
     pre = model.preprocessing
     return load_calibration(source, input_shape=model.traced_shape, mean=pre.get("mean"), std=pre.get("std"),
-                            reference_task=reference_task, seed=seed)
+                            reference_task=reference_task, seed=seed,
+                            channel_order=pre.get("channel_order", "RGB"))

@@ -129,7 +129,8 @@ def _calibration(options: ExportOptions, source: SourceModel, reporter: StageRep
     pre = source.preprocessing
     data, label, warning = load_calibration(options.calibration, input_shape=tuple(source.example_inputs[0].shape),
                                             mean=pre.get("mean"), std=pre.get("std"),
-                                            reference_task=source.reference_task, seed=options.seed)
+                                            reference_task=source.reference_task, seed=options.seed,
+                                            channel_order=pre.get("channel_order", "RGB"))
     if warning and options.precision != "int8":  # FP16 uses the data only as parity inputs
         warning = f"FP16 parity inputs are {label}: they do not reflect real inputs"
     if warning:

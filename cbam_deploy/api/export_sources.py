@@ -156,10 +156,14 @@ class FactorySource:
 
 def image_preprocessing_for(shape: Sequence[int], given: dict[str, Any]) -> dict[str, Any]:
     """The recorded preprocessing of a user's image model, checked against its first input's shape."""
+    from ..model_dir import MAX_INPUT_SIDE
+
     if len(shape) != 4 or shape[1] != 3:
         raise UsageError(f"--mean/--std describe RGB images, but the first input has shape "
                          f"{'x'.join(map(str, shape))} (expected N x 3 x H x W)")
     size = list(given.get("input_size") or shape[2:])
+    if any(side > MAX_INPUT_SIDE for side in size):
+        raise UsageError(f"--image-size {'x'.join(map(str, size))}: at most {MAX_INPUT_SIDE} pixels a side")
     return {"mean": list(given["mean"]), "std": list(given["std"]), "input_size": size, "layout": "NCHW",
             "channel_order": given.get("channel_order", "RGB"), "scale": "1/255 then (x - mean) / std"}
 

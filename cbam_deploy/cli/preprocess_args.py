@@ -57,4 +57,8 @@ def preprocessing_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
             raise UsageError(f"--image-size {args.image_size!r} must be HxW, e.g. 224x224") from None
         if len(out["input_size"]) != 2:
             raise UsageError(f"--image-size {args.image_size!r} must be HxW, e.g. 224x224")
+        from ..model_dir import MAX_INPUT_SIDE
+
+        if any(side > MAX_INPUT_SIDE for side in out["input_size"]):
+            raise UsageError(f"--image-size {args.image_size}: at most {MAX_INPUT_SIDE} pixels a side")
     return out

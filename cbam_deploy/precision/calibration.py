@@ -18,8 +18,9 @@ DEFAULT_COUNT = 256
 
 def load_calibration(source: str, *, input_shape: Sequence[int], mean: Sequence[float] | None,
                      std: Sequence[float] | None, reference_task: bool, limit: int = DEFAULT_COUNT,
-                     seed: int = 0) -> tuple[np.ndarray, str, str | None]:
-    """Returns (N x C x H x W float32 batch, a label for the report, a warning or None)."""
+                     seed: int = 0, channel_order: str = "RGB") -> tuple[np.ndarray, str, str | None]:
+    """Returns (N x C x H x W float32 batch, a label for the report, a warning or None).
+    ``channel_order``: the model's (its recorded preprocessing), for a folder of images."""
     c, h, w = (int(d) for d in input_shape[1:])
     if source == SYNTHETIC:
         data = np.random.default_rng(seed).standard_normal((min(limit, 64), c, h, w)).astype(np.float32)
@@ -37,7 +38,7 @@ def load_calibration(source: str, *, input_shape: Sequence[int], mean: Sequence[
         if mean is None or std is None or c != 3:
             raise UsageError("calibration from an image folder needs a 3-channel image model with mean/std; "
                              "give a preprocessed .npy batch instead")
-        data = load_image_folder(path, (h, w), mean, std, limit=limit)
+        data = load_image_folder(path, (h, w), mean, std, limit=limit, channel_order=channel_order)
         return data, f"{len(data)} images from {path}", None
     if path.suffix == ".npy":
         data = load_npy(path, what="calibration")

@@ -107,3 +107,24 @@ def test_preprocessing_needs_an_rgb_input(tmp_path: Path, capsys) -> None:
                         "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2", "--out", str(tmp_path / "models")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "describe RGB images" in err, err
+
+
+def test_int8_calibration_images_follow_the_recorded_channel_order(exported: Path, tmp_path: Path) -> None:
+    """An image folder calibrates a BGR model with BGR batches, as cbam-infer feeds it."""
+    from cbam_deploy.api.calibration import calibration_for
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    paths = [_png(folder / f"{i}.png") for i in range(2)]
+    model = ExportedModel.open(exported)
+    data, _, _ = calibration_for(model, str(folder))
+    np.testing.assert_allclose(data, preprocess_images(paths, model.preprocessing), rtol=0, atol=1e-6)
+
+
+def test_image_size_beyond_the_limit_is_refused_before_export(tmp_path: Path, capsys) -> None:
+    (tmp_path / "tinynet.py").write_text(TINYNET)
+    code = export_main(["--model", f"{tmp_path / 'tinynet.py'}:build_net", "--input-shape", "1x3x32x32",
+                        "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2", "--image-size", "99999x32",
+                        "--out", str(tmp_path / "models")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "at most 16384 pixels" in err and len(err.splitlines()) == 1, err
