@@ -73,7 +73,9 @@ def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes
     console = render_console(True)
 
     def progress(cell) -> None:
-        mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}[cell.status]
+        if cell.status == "skipped":  # listed once per reason after the table
+            return
+        mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}[cell.status]
         console.print(f"{mark} {cell.label}" + (f" [dim]{short_reason(cell.reason)}[/]" if cell.reason else ""))
 
     report = validate(model, precisions=precisions, backends=backends, batch_sizes=batch_sizes,
