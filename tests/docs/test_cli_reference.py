@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import sys
+
+import pytest
 
 from .examples import ROOT
+
+if sys.version_info < (3, 11):
+    pytest.importorskip("tomli", reason="the docs hook reads pyproject.toml with tomli on Python 3.10 (docs extra)")
 
 
 def _hook():
