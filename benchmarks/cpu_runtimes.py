@@ -119,6 +119,30 @@ def run(args: argparse.Namespace) -> dict:
                                          **parity[v, b, p]} for (v, b, p) in calls]}
 
 
+_START = """
+import sys, time
+t0 = time.perf_counter()
+from cbam_deploy.backends import open_runner
+runner = open_runner("openvino", sys.argv[1], precision=sys.argv[2], threads=2, cache_dir=sys.argv[3])
+with runner:
+    print(time.perf_counter() - t0, runner.cache_hit)
+"""
+
+
+def startup(folder: Path, precision: str, cache: Path) -> list[tuple[float, bool]]:
+    """Seconds from a fresh process's first import to a compiled model: empty cache, then cached."""
+    import shutil
+    import subprocess
+
+    shutil.rmtree(cache, ignore_errors=True)
+    out = []
+    for _ in range(2):
+        line = subprocess.run([sys.executable, "-c", _START, str(folder / "1" / "model.onnx"), precision, str(cache)],
+                              check=True, capture_output=True, text=True).stdout.split()
+        out.append((float(line[0]), line[1] == "True"))
+    return out
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", default="runs/cpu_runtimes/models", help="exports are made here when missing")
     p.add_argument("--quick", action="store_true", help="resnet_mini (64x64), 3 repeats: checks the script runs")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--startup", action="store_true", help="instead: OpenVINO start time (fresh process, read + compile) "
+                                                           "with an empty model cache, then with it filled")
     args = p.parse_args(argv)
     args.variants = [args.variant] if args.variant else args.variants.split(",")
     args.precisions = args.precisions.split(",")
@@ -186,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         args.arch, args.input_shape, args.repeats, args.warmup = "resnet_mini", "1x3x64x64", 3, 1
     if args.repeats <= 0 or args.threads <= 0 or args.batch <= 0 or args.warmup < 0:
         p.error("--repeats, --threads and --batch must be positive, --warmup not negative")
+    if args.startup:
+        root = Path(args.models_dir)
+        folders = export_models(args.arch, args.variants, root, args.input_shape)
+        for variant, folder in folders.items():
+            for precision in [p for p in args.precisions if p in ("fp32", "bf16")]:
+                (cold, hit0), (warm, hit1) = startup(folder, precision, root / ".ov-cache-startup")
+                print(f"{variant} {args.arch} {precision}: first start {cold:.2f} s (cache hit {hit0}), "
+                      f"second {warm:.2f} s (cache hit {hit1}): {cold / warm:.1f}x faster")
+        return 0
     result = run(args)
     print(report(result))
     if args.json_out:
