@@ -111,20 +111,39 @@ class CompiledModelFromOnnx:
         self.properties: dict[str, Any] = {}
         self.cache_hit: bool | None = None
         self.kept_f32 = 0
-        self.io_names: set[str] = set()  # the ONNX graph's input and output names
+        self._io_names: set[str] | None = None
+
+    def _check_file(self) -> None:
+        if not isinstance(self.model, bytes) and not Path(self.model).is_file():
+            raise UsageError(f"no ONNX model at {self.model}")
 
     def _read(self, core):
+        self._check_file()
         source = self.model
-        try:
-            if isinstance(source, bytes):
-                return core.read_model(source, b"")  # ONNX bytes: the frontend is found from the content
-            if not Path(source).is_file():
-                raise UsageError(f"no ONNX model at {source}")
-            return core.read_model(str(source))
-        except UsageError:
-            raise
+        try:  # ONNX bytes: the frontend is found from the content
+            return core.read_model(source, b"") if isinstance(source, bytes) else core.read_model(str(source))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line C++ context
-            raise UsageError(f"OpenVINO could not read the model: {str(exc).strip().splitlines()[0][:300]}") from None
+            raise UsageError(f"OpenVINO could not read the model: {_first_line(exc)}") from None
+
+    def _source(self, core, cache: Path | None):
+        """What to compile. A file path where possible: with the cache on, OpenVINO then finds the
+        compiled model without reading the ONNX at all (measured on ResNet-50: 0.29 s against 0.64 s
+        read + cached compile). bf16 with attention kept f32 compiles the marked IR (cached too)."""
+        if self.precision == "bf16" and self.keep_attention_f32:
+            from .keep_f32 import marked_model
+
+            source, self.kept_f32 = marked_model(core, lambda: self._read(core), self.model, cache)
+            return source
+        if isinstance(self.model, bytes):
+            return self._read(core)
+        self._check_file()
+        return str(self.model)
+
+    def io_names(self) -> set[str]:
+        """The ONNX graph's input and output names (parsed once, only when a port is ambiguous)."""
+        if self._io_names is None:
+            self._io_names = _onnx_io_names(self.model)
+        return self._io_names
 
     def __call__(self):
         ov = import_openvino()
@@ -133,12 +152,6 @@ class CompiledModelFromOnnx:
             problem = bf16_problem(core)
             if problem:
                 raise MissingDependencyError(problem)
-        model = self._read(core)
-        self.io_names = _onnx_io_names(self.model)
-        if self.precision == "bf16" and self.keep_attention_f32:
-            from .keep_f32 import mark_attention_f32
-
-            model, self.kept_f32 = mark_attention_f32(core, model, self.model)
         self.properties = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "NUM_STREAMS": 1,
                            "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
                            "ENABLE_CPU_RESERVATION": False}
@@ -147,15 +160,24 @@ class CompiledModelFromOnnx:
         cache = _resolve_cache(self.cache_dir)
         if cache is not None:
             self.properties["CACHE_DIR"] = str(cache)
-        before = set(os.listdir(cache)) if cache is not None else set()
+        source = self._source(core, cache)
+        before = _blobs(cache)
         try:
-            compiled = core.compile_model(model, "CPU", self.properties)
+            compiled = core.compile_model(source, "CPU", self.properties)
         except Exception as exc:
-            raise UsageError(f"OpenVINO could not compile the model for CPU: "
-                             f"{str(exc).strip().splitlines()[0][:300]}") from None
-        self.cache_hit = None if cache is None else not (set(os.listdir(cache)) - before)
+            raise UsageError(f"OpenVINO could not read or compile the model for CPU: {_first_line(exc)}") from None
+        self.cache_hit = None if cache is None else not (_blobs(cache) - before)
         _check_precision(compiled, HINTS[self.precision])
         return compiled
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _blobs(cache: Path | None) -> set[str]:
+    return set(os.listdir(cache)) if cache is not None else set()
 
 
 def _onnx_io_names(source: str | Path | bytes) -> set[str]:
@@ -168,9 +190,13 @@ def _onnx_io_names(source: str | Path | bytes) -> set[str]:
     return {v.name for v in (*proto.graph.input, *proto.graph.output)}
 
 
-def port_name(port, preferred: set[str]) -> str:
-    """The name of a compiled model's port: the ONNX graph's own name where the port carries it."""
+def port_name(port, onnx_names) -> str:
+    """The name of a compiled model's port: its one name, or (several) the ONNX graph's own name
+    among them; ``onnx_names`` is called only then."""
     names = sorted(port.get_names())
+    if len(names) == 1:
+        return names[0]
+    preferred = onnx_names() if onnx_names else set()
     return next((n for n in names if n in preferred), port.get_any_name())
 
 

@@ -50,7 +50,7 @@ class OpenVinoRunner(Runner):
         self.compiled = self.loader()
         self.request = self.compiled.create_infer_request()
         self.inference_precision = precision_of(self.compiled)
-        names = getattr(self.loader, "io_names", set())
+        names = getattr(self.loader, "io_names", None)
         self._inputs = [TensorSpec(port_name(p, names), np.dtype(p.get_element_type().to_dtype()), tuple(
             d.get_length() if d.is_static else None for d in p.get_partial_shape())) for p in self.compiled.inputs]
         self._outputs = [port_name(p, names) for p in self.compiled.outputs]

@@ -141,3 +141,18 @@ def test_feeds_are_validated_and_dynamic_batch_runs(mini_export):
         with pytest.raises(UsageError, match="dtype float64"):
             runner.infer({"input": np.zeros((1, 3, 64, 64))})
         assert runner.infer({"input": _heldout(3)})["logits"].shape[0] == 3
+
+
+@needs_bf16
+def test_bf16_marked_model_is_cached_and_reused(mini_export, tmp_path):
+    model = ExportedModel.open(mini_export("original"))
+    x = _heldout(2)
+    answers, marked = [], []
+    for _ in range(2):
+        with open_runner("openvino", model, precision="bf16", cache_dir=tmp_path / "c") as runner:
+            answers.append(runner.infer({"input": x})["logits"])
+            marked.append((runner.cache_hit, runner.loader.kept_f32, runner.inference_precision))
+    assert marked[0][0] is False and marked[1][0] is True
+    assert marked[0][1:] == marked[1][1:] and marked[0][1] > 0 and marked[0][2] == "bf16"
+    assert len(list((tmp_path / "c" / "attention-f32").glob("*.xml"))) == 1
+    np.testing.assert_array_equal(answers[0], answers[1])
