@@ -87,3 +87,13 @@ def test_missing_openvino_is_one_line_naming_the_extra(reference_model, tmp_path
     assert err.count("\n") == 0 and 'pip install -e ".[openvino]"' in err
     assert bench_main([str(reference_model), "--backends", "openvino", "--no-eager", "--runs", "1"]) == 3
     assert '.[openvino]' in capsys.readouterr().err
+
+
+def test_bf16_cell_on_a_cpu_without_bf16_is_skipped_naming_the_capability(reference_model, monkeypatch):
+    from cbam_deploy.api.validate import validate
+    from cbam_deploy.backends.openvino import loader
+
+    monkeypatch.setattr(loader, "cpu_capabilities", lambda core=None: ["FP32", "INT8"])
+    (cell,) = validate(reference_model, precisions=("bf16",), backends=("openvino",), batch_sizes=(1,)).cells
+    assert cell.status == "skipped" and "bf16 needs a CPU with AVX-512 BF16 or AMX" in cell.reason
+    assert "no BF16" in cell.reason and "\n" not in cell.reason
