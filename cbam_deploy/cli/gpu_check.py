@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", default="resnet_mini,resnet50", metavar="A,B",
                    help="hosts to check (default resnet_mini,resnet50: the reference models and ResNet-50)")
     p.add_argument("--variants", default=None, metavar="A,B", help="variants (default: every registered one)")
-    add_precisions_arg(p, ",".join(ONNX_PRECISIONS))
+    add_precisions_arg(p, ",".join(ONNX_PRECISIONS), ONNX_PRECISIONS)
     p.add_argument("--batch-sizes", default="1,8", metavar="N,M", help="timed batch sizes (default 1,8)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs per configuration (default 50)")
     p.add_argument("--without-tensorrt", action="store_true",

@@ -17,8 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="cbam-validate",
         description="Prove an exported model across backends and precisions: PyTorch eager (rebuilt from the "
-                    "model's metadata) against ONNX Runtime CPU/CUDA/TensorRT-EP and native TensorRT, in FP32, FP16 "
-                    "and INT8 (derived from the FP32 export), at several batch sizes and resolutions, with held-out "
+                    "model's metadata) against ONNX Runtime CPU/CUDA/TensorRT-EP, native TensorRT and OpenVINO (CPU), in "
+                    "FP32, FP16 and INT8 (derived from the FP32 export) and BF16 where a backend runs it natively, at several batch sizes and resolutions, with held-out "
                     "accuracy per cell for reference-task models. Absent backends are shown as skipped with the "
                     "reason. After a failed cell (or with --localize) the first diverging PyTorch module is named.",
         epilog="Exit codes: 0 every cell that ran passed; 1 a cell failed (named); 2 bad input; 3 environment.")
