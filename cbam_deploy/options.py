@@ -7,7 +7,11 @@ here (one source): an option listed here that its stage does not know is a test 
 
 from __future__ import annotations
 
-PRECISIONS = ("fp32", "fp16", "int8")
+#: Precisions an ONNX file is exported in (cbam-export, cbam-gpu-check).
+ONNX_PRECISIONS = ("fp32", "fp16", "int8")
+#: Precisions validate/bench run: the file's, plus bf16 where a backend computes it natively from the
+#: FP32 ONNX (OpenVINO on CPUs with AVX-512 BF16 or AMX).
+PRECISIONS = (*ONNX_PRECISIONS, "bf16")
 DYNAMIC_MODES = ("batch", "hw", "all", "none")
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the dynamo exporter's minimum
@@ -19,7 +23,7 @@ REWRITE_NAMES = ("channel_mean_matmul", "global_pooling", "merged_channel_mlp", 
                  "parallel_gate_sum")
 DEFAULT_REWRITES = ("parallel_gate_sum",)  # only where it earns its place: optimize_graph(guarded=...)
 #: Backends every runner-using command accepts (backends.open_runner implements them).
-BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "openvino")
 ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")
 #: Triton's max_batch_size for an export with a dynamic batch axis.
 TRITON_MAX_BATCH = 8

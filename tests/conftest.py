@@ -43,6 +43,13 @@ def _fixed_seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _openvino_cache_in_tmp(tmp_path_factory):
+    """Compiled OpenVINO models of the suite go to a temporary folder, not the user's ~/.cache."""
+    if "CBAM_DEPLOY_OPENVINO_CACHE" not in os.environ:
+        os.environ["CBAM_DEPLOY_OPENVINO_CACHE"] = str(tmp_path_factory.mktemp("openvino-cache"))
+
+
 def _has_gpu() -> bool:
     # The CUDA runtime, not torch.cuda: the GPU image installs torch's CPU build.
     from cbam_deploy.backends.cuda_runtime import probe

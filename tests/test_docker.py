@@ -101,6 +101,7 @@ def test_pinned_requirements_cover_the_package_dependencies():
             pins[_name(line)] = line
     needed = {_name(d) for d in project["dependencies"] if "platform_system != 'Linux'" not in d}
     needed |= {_name(d) for d in project["optional-dependencies"]["serve"]}
+    needed |= {_name(d) for d in project["optional-dependencies"]["openvino"]}  # the CPU image has the openvino extra
     assert needed <= set(pins), f"not pinned for the images: {sorted(needed - set(pins))}"
     gpu = (REPO / "docker" / "requirements-gpu.txt").read_text()
     assert {_name(d) for d in project["optional-dependencies"]["gpu"]} <= {_name(l) for l in gpu.splitlines() if l and not l.startswith(("#", "-"))}

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cbam_deploy"
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-HEAVY = ("torch", "onnx", "onnxruntime", "onnxsim", "tritonclient")
+HEAVY = ("torch", "onnx", "onnxruntime", "onnxsim", "tritonclient", "openvino")
 
 
 def _unit(module: str) -> str | None:

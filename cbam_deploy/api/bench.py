@@ -35,10 +35,13 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
               provider: str = "cpu", batch_sizes: Sequence[int] = (1, 8), threads: int = 2, warmup: int = 10,
               runs: int = 50, seconds: float | None = None, calibration: np.ndarray | None = None,
               bare: bool = False, optimization_level: str = "all", trust_model_code: bool = False,
-              on_batch: Callable[[int, int], None] | None = None) -> list[Timing]:
+              on_batch: Callable[[int, int], None] | None = None,
+              backends: Sequence[str] | None = None) -> list[Timing]:
     """Time ONNX Runtime (per precision) and, unless ``eager=False``, eager PyTorch side by side.
 
-    ``eager``: True rebuilds the eager model from the export's metadata (a user's factory only with
+    ``backends``: names from the backend table (``onnxruntime-cpu``, ``openvino``...), labelled
+    "<backend> <precision>"; None times ONNX Runtime on ``provider`` (labelled "onnxruntime <precision>").
+    bf16 runs only on backends that compute it natively (``Backend.bf16``). ``eager``: True rebuilds the eager model from the export's metadata (a user's factory only with
     ``trust_model_code=True``); a module is used as given. Configurations are interleaved round-robin
     in one process (``bench.time_interleaved``), ONNX Runtime's intra-op spinning off.
     """
@@ -49,6 +52,7 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
     exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
     if not any(0 in d for d in exported.input_dynamic_axes()):
         batch_sizes = [exported.traced_shape[0]]
+    plan = _configurations(backends, provider, precisions)
     models = precision_models(exported, precisions, calibration, "array" if calibration is not None else "")
     for p, m in models.items():
         if isinstance(m, str):
@@ -62,10 +66,11 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
         if eager is not False:
             runners["eager fp32"] = stack.enter_context(
                 open_runner("torch", exported, **({} if eager is True else {"module": eager})))
-        for p in precisions:
-            runners[f"onnxruntime {p}"] = stack.enter_context(open_runner(
-                f"onnxruntime-{provider}", models[p], threads=threads, spinning=False,
-                optimization_level=optimization_level))
+        for label, backend, p in plan:
+            options: dict[str, Any] = ({"threads": threads, "precision": "bf16" if p == "bf16" else "fp32"}
+                                       if backend == "openvino" else
+                                       {"threads": threads, "spinning": False, "optimization_level": optimization_level})
+            runners[label] = stack.enter_context(open_runner(backend, models[p], **options))
         session = create_session(models[precisions[0]], provider=provider, threads=threads, spinning=False) if bare else None
         for batch in batch_sizes:
             feed32 = _feed(exported, batch)
@@ -78,6 +83,32 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
                 on_batch(batch, len(calls))
             timings.extend(time_interleaved(calls, batch=batch, warmup=warmup, runs=runs, seconds=seconds).values())
     return timings
+
+
+def _configurations(backends: Sequence[str] | None, provider: str,
+                    precisions: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(label, backend, precision) to time; one line naming what cannot be timed."""
+    from ..backends import BACKENDS, backend_problem, get_backend
+
+    if backends is None:
+        plan = [(f"onnxruntime {p}", f"onnxruntime-{provider}", p) for p in precisions]
+    else:
+        for b in backends:
+            if get_backend(b).runs != "onnx":
+                raise UsageError(f"cbam-bench times backends that run the ONNX file; {b!r} does not "
+                                 f"(valid: {', '.join(n for n, e in BACKENDS.items() if e.runs == 'onnx')})")
+        plan = [(f"{b} {p}", b, p) for b in backends for p in precisions]
+    for _, b, p in plan:
+        if p == "bf16" and not get_backend(b).bf16:
+            raise UsageError(f"cannot benchmark bf16 on {b}: it has no native bf16 (bf16 runs on: "
+                             f"{', '.join(n for n, e in BACKENDS.items() if e.bf16)})")
+    for b in dict.fromkeys(b for _, b, _ in plan):
+        problem = backend_problem(b)
+        if problem:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError(f"backend {b} cannot run here: {problem}")
+    return plan
 
 
 def _finite(label: str, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

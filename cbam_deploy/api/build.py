@@ -96,7 +96,7 @@ def write_plan(onnx_file: Path, profile: Profile, plan: Path, *, precision: str,
     return PlanBuild(plan, sidecar, len(result.plan), result.seconds)
 
 
-def open_cell_runner(backend: str, data: bytes, model, cases, workdir: Path):
+def open_cell_runner(backend: str, data: bytes, model, cases, workdir: Path, **options: Any):
     """An inactive runner for one validation cell: ONNX Runtime over ``data`` (the cell's ONNX bytes),
     or a TensorRT engine built from them for a profile that holds every case. A backend that cannot
     run here raises ``MissingDependencyError`` with the one-line reason, before anything is built."""
@@ -106,7 +106,7 @@ def open_cell_runner(backend: str, data: bytes, model, cases, workdir: Path):
     if problem:
         raise MissingDependencyError(problem)
     if get_backend(backend).runs != "plan":
-        return open_runner(backend, data)
+        return open_runner(backend, data, **options)
     stem = hashlib.sha256(data).hexdigest()[:16]
     onnx_file = workdir / f"{stem}.onnx"
     onnx_file.write_bytes(data)

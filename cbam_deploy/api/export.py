@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CheckFailedError, UsageError
 from ..options import DEFAULT_EXPORTER, DEFAULT_OPSET, DEFAULT_REWRITES, DYNAMIC_MODES, EXPORTERS, MIN_OPSET, \
-    PRECISIONS, TRITON_MAX_BATCH
+    ONNX_PRECISIONS, TRITON_MAX_BATCH
 from ..progress import RichReporter, SilentReporter, StageReporter
 from .export_sources import BuiltinSource, FactorySource, ModelSource, ModuleSource, SourceModel
 
@@ -52,7 +52,7 @@ class ExportOptions:
 
     def check(self) -> None:
         """One-line ``UsageError`` for a value no stage could use."""
-        for value, valid, what in ((self.precision, PRECISIONS, "precision"), (self.dynamic, DYNAMIC_MODES, "--dynamic mode"),
+        for value, valid, what in ((self.precision, ONNX_PRECISIONS, "precision"), (self.dynamic, DYNAMIC_MODES, "--dynamic mode"),
                                    (self.exporter, EXPORTERS, "exporter")):
             if value not in valid:
                 raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import MissingDependencyError, UsageError
-from ..options import PRECISIONS
+from ..options import ONNX_PRECISIONS
 from ..progress import SilentReporter, StageReporter
 
 HOSTS = ("resnet_mini", "resnet50")
@@ -166,7 +166,7 @@ def time_backends(exported, module, precisions: Sequence[str], backends: Sequenc
 
 
 def gpu_check(out: str | Path, *, hosts: Sequence[str] = HOSTS, variants: Sequence[str] | None = None,
-              precisions: Sequence[str] = PRECISIONS, batch_sizes: Sequence[int] = (1, 8), warmup: int = 10,
+              precisions: Sequence[str] = ONNX_PRECISIONS, batch_sizes: Sequence[int] = (1, 8), warmup: int = 10,
               runs: int = 50, require_tensorrt: bool = True, reporter: StageReporter | None = None,
               export_fn: Callable[..., Any] = export_builtin, validate_fn: Callable[..., Any] | None = None,
               time_fn: Callable[..., Any] = time_backends, stack: GpuStack | None = None) -> GpuCheckReport:

@@ -50,7 +50,7 @@ def load_inputs(model: ExportedModel, paths: Sequence[str]) -> tuple[np.ndarray,
 def classify(model: str | Path | ExportedModel, inputs: Sequence[str], *, backend: str = "onnxruntime",
              provider: str = "cpu", top_k: int = 3, allow_nonfinite: bool = False, trust_model_code: bool = False,
              verify: bool = True) -> Classification:
-    """Top-``top_k`` classes for every input. ``backend``: "onnxruntime" (the ONNX) or "eager" (the
+    """Top-``top_k`` classes for every input. ``backend``: "onnxruntime" (the ONNX), "openvino" (the ONNX in OpenVINO, f32) or "eager" (the
     PyTorch model it was exported from). Non-finite outputs are an error: a model answering NaN is broken."""
     if top_k <= 0:
         raise UsageError(f"top_k must be positive, got {top_k}")
@@ -63,9 +63,17 @@ def classify(model: str | Path | ExportedModel, inputs: Sequence[str], *, backen
     batch, pictures = load_inputs(exported, inputs)
     from ..backends import open_runner
 
-    if backend not in ("onnxruntime", "eager"):
-        raise UsageError(f"unknown backend {backend!r}; valid: onnxruntime, eager")
+    if backend not in ("onnxruntime", "openvino", "eager"):
+        raise UsageError(f"unknown backend {backend!r}; valid: onnxruntime, openvino, eager")
+    if backend == "openvino":
+        from ..backends import backend_problem
+        from ..errors import MissingDependencyError
+
+        problem = backend_problem("openvino")
+        if problem:
+            raise MissingDependencyError(problem)
     runner = (open_runner("torch", exported) if backend == "eager" else
+              open_runner("openvino", exported, allow_nonfinite=allow_nonfinite) if backend == "openvino" else
               open_runner(f"onnxruntime-{provider}", exported, allow_nonfinite=allow_nonfinite))
     runner.allow_nonfinite = allow_nonfinite
     with runner:

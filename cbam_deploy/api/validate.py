@@ -84,6 +84,8 @@ def precision_models(model: ExportedModel, precisions: Sequence[str], calibratio
             out[precision] = f"this model is {source_precision}; validate its FP32 export to derive {precision}"
         elif precision == "fp16":
             out[precision] = convert_to_fp16(model.proto)[0].SerializeToString()
+        elif precision == "bf16":  # the FP32 file, compiled in bf16 by a backend that runs it natively
+            out[precision] = model.proto.SerializeToString()
         elif calibration is None:
             out[precision] = "no calibration data (pass --calibration DIR|FILE.npy|synthetic)"
         else:
@@ -166,9 +168,18 @@ def _run_cell(model: ExportedModel, reference, backend: str, precision: str, dat
     if isinstance(data, str):
         cell.reason = data
         return cell
+    options = {}
+    if precision == "bf16":
+        from ..backends import BACKENDS as TABLE
+
+        if not TABLE[backend].bf16:
+            cell.reason = (f"{backend} has no native bf16 (bf16 runs on: "
+                           f"{', '.join(b for b, e in TABLE.items() if e.bf16)})")
+            return cell
+        options["precision"] = "bf16"
     with ExitStack() as stack:
         try:  # a quiet probe first, then the cell's one session/engine; a provider that cannot run is a skip
-            runner = stack.enter_context(open_cell_runner(backend, data, model, cases, workdir))
+            runner = stack.enter_context(open_cell_runner(backend, data, model, cases, workdir, **options))
         except MissingDependencyError as exc:
             cell.reason = str(exc)
             return cell

@@ -24,6 +24,7 @@ class Backend:
     options: tuple[str, ...]  # keyword options its runner takes
     opener: Callable[..., Runner]
     problem: Callable[[], str | None]  # why it cannot run here (quiet), or None
+    bf16: bool = False  # runs bfloat16 natively (from the FP32 ONNX, option precision="bf16")
 
 
 def _onnx_source(model: Any) -> str | Path | bytes:
@@ -83,6 +84,18 @@ def _open_torch(model: Any, **options: Any) -> Runner:
                        allow_nonfinite=options.get("allow_nonfinite", False))
 
 
+def _open_openvino(model: Any, **options: Any) -> Runner:
+    from .openvino import OpenVinoRunner
+
+    return OpenVinoRunner(_onnx_source(model), **options)
+
+
+def _openvino_problem() -> str | None:
+    from .openvino import openvino_problem
+
+    return openvino_problem()
+
+
 _ORT_OPTIONS = ("threads", "spinning", "optimization_level", "optimized_cache", "allow_nonfinite")
 _ORT_NEEDS = {"cpu": "onnxruntime (or onnxruntime-gpu)",
               "cuda": "onnxruntime-gpu, an NVIDIA GPU, CUDA 13 (cuBLAS, cuRAND, runtime) and cuDNN 9",
@@ -95,6 +108,9 @@ BACKENDS: dict[str, Backend] = {
                                    _ort_problem(p)) for p in ("cpu", "cuda", "tensorrt")},
     "tensorrt": Backend("tensorrt", "plan", "TensorRT 10+, Polygraphy and an NVIDIA GPU (the GPU image)",
                         ("allow_nonfinite",), _open_tensorrt, _tensorrt_problem),
+    "openvino": Backend("openvino", "onnx", 'OpenVINO 2025+ on the CPU (pip install -e ".[openvino]")',
+                        ("precision", "threads", "cache_dir", "keep_attention_f32", "allow_nonfinite"),
+                        _open_openvino, _openvino_problem, bf16=True),
 }
 
 #: The backends that run an exported ONNX model or its plan (what validate/bench/serve compare).

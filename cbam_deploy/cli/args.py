@@ -87,9 +87,9 @@ def add_calibration_arg(p: argparse.ArgumentParser, default_help: str) -> None:
                         f"images) or 'synthetic' (seeded noise, flagged in reports). {default_help}")
 
 
-def add_precisions_arg(p: argparse.ArgumentParser, default: str) -> None:
+def add_precisions_arg(p: argparse.ArgumentParser, default: str, valid: Sequence[str] = PRECISIONS) -> None:
     p.add_argument("--precisions", default=default, metavar="A,B",
-                   help=f"comma-separated, of {','.join(PRECISIONS)} (default {default})")
+                   help=f"comma-separated, of {','.join(valid)} (default {default})")
 
 
 def add_backends_arg(p: argparse.ArgumentParser, default: str) -> None:

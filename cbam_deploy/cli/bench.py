@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..errors import UsageError
-from ..options import ORT_PROVIDERS, PRECISIONS
+from ..options import BACKENDS, ORT_PROVIDERS, PRECISIONS
 from .args import (add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args, add_precisions_arg,
                    add_report_args, check_output_files, csv_choices, csv_positive_ints, non_negative_int, positive_float, positive_int)
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_folder_args(p, what="an exported FP32 model folder (models/NAME) or .onnx file")
     add_precisions_arg(p, "fp32")
     p.add_argument("--provider", choices=ORT_PROVIDERS, default="cpu", help="ONNX Runtime provider (default cpu)")
+    p.add_argument("--backends", default=None, metavar="A,B",
+                   help=f"time these backends side by side instead (comma-separated, the names cbam-validate takes: "
+                        f"{','.join(b for b in BACKENDS if b != 'tensorrt')}); bf16 only where a backend runs it "
+                        "natively (openvino)")
     add_batch_sizes_arg(p, "1,8")
     p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed calls per configuration (default 10)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed rounds (default 50)")
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_files(args, "json_out", "plot")
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
     batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
+    backends = csv_choices(args.backends, [b for b in BACKENDS if b != "tensorrt"], "--backends") if args.backends is not None else None
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     if args.eager and model.needs_trust:
         raise UsageError(f"eager timing rebuilds {model.name!r} by importing {model.user_factory}: pass "
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         timings = benchmark(model, eager=args.eager, precisions=precisions, provider=args.provider,
                             batch_sizes=batch_sizes, threads=args.threads, warmup=args.warmup, runs=args.runs,
                             seconds=args.seconds, calibration=calibration, bare=args.bare,
-                            optimization_level=args.optimization_level,
+                            optimization_level=args.optimization_level, backends=backends,
                             on_batch=lambda b, n: status.update(f"batch {b}: {n} configurations interleaved"))
     finally:
         status.stop()
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     for t in timings:
         base = next((e for e in timings if e.label == "eager fp32" and e.batch == t.batch), None)
         rows.append(t.to_dict() | {"vs_eager": (base.p50 / t.p50) if base else None})
-    _print_table(rows, f"cbam-bench {model.name} ({args.threads} threads, provider {args.provider})", args.json)
+    where = f"backends {', '.join(backends)}" if backends else f"provider {args.provider}"
+    _print_table(rows, f"cbam-bench {model.name} ({args.threads} threads, {where})", args.json)
     err.print(HOW_TO_READ)
     result = {"model": str(model.onnx_path), "threads": args.threads, "rows": rows}
     if args.json:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..errors import UsageError
 from ..options import (DEFAULT_ARCH, DEFAULT_EXPORTER, DEFAULT_OPSET, DEFAULT_REWRITES, DEFAULT_VARIANT, DYNAMIC_MODES,
-                       EXPORTERS, PRECISIONS, REWRITE_NAMES)
+                       EXPORTERS, ONNX_PRECISIONS, REWRITE_NAMES)
 from ..shapes import parse_shape
 from .args import add_calibration_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
@@ -81,7 +81,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="rename the ONNX outputs, in order. Default: logits for the built-in classifiers; output for "
                         "one tensor; dict keys (boxes, scores) and positions (output_0, output_1.2) for structured "
                         "outputs, which are flattened")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--precision", choices=ONNX_PRECISIONS, default="fp32",
                    help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: explicit Q/DQ "
                         "(symmetric, per-channel), needs --calibration. Precision lives in the ONNX, as strongly "
                         "typed TensorRT requires")

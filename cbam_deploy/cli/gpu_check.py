@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..options import PRECISIONS
+from ..options import ONNX_PRECISIONS
 from .args import add_json_args, add_precisions_arg, csv_choices, csv_positive_ints, positive_int
 from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", default="resnet_mini,resnet50", metavar="A,B",
                    help="hosts to check (default resnet_mini,resnet50: the reference models and ResNet-50)")
     p.add_argument("--variants", default=None, metavar="A,B", help="variants (default: every registered one)")
-    add_precisions_arg(p, ",".join(PRECISIONS))
+    add_precisions_arg(p, ",".join(ONNX_PRECISIONS), ONNX_PRECISIONS)
     p.add_argument("--batch-sizes", default="1,8", metavar="N,M", help="timed batch sizes (default 1,8)")
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs per configuration (default 50)")
     p.add_argument("--without-tensorrt", action="store_true",
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api.gpu_check import HOSTS, gpu_check, write_report
     from ..progress import RichReporter
 
-    precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
+    precisions = csv_choices(args.precisions, ONNX_PRECISIONS, "--precisions")
     hosts = csv_choices(args.hosts, HOSTS, "--hosts")
     variants = args.variants.split(",") if args.variants else None
     report_path = Path(args.report) if args.report else Path(args.out) / "gpu-check.md"

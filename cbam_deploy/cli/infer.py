@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok; 1 the model answered NaN/Inf or failed a check; 2 bad input; 3 environment.")
     add_model_folder_args(p)
     p.add_argument("inputs", nargs="+", help="image files, or one .npy file (N x C x H x W float32, preprocessed)")
-    p.add_argument("--backend", choices=["onnxruntime", "eager"], default="onnxruntime",
-                   help="onnxruntime (default) runs the ONNX; eager runs the PyTorch model it was exported from")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino", "eager"], default="onnxruntime",
+                   help="onnxruntime (default) runs the ONNX; openvino runs the ONNX with OpenVINO on the CPU (f32; "
+                        "the openvino extra); eager runs the PyTorch model it was exported from")
     p.add_argument("--provider", choices=ORT_PROVIDERS, default="cpu", help="ONNX Runtime provider (default cpu)")
     p.add_argument("--top-k", type=positive_int, default=3, help="classes to print per input (default 3)")
     p.add_argument("--allow-nonfinite", action="store_true", help="run inputs containing NaN/Inf instead of refusing")

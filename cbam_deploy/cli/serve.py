@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US,
                    help=f"how long a request may wait for others to batch with (default {DEFAULT_QUEUE_DELAY_US} "
                         "microseconds)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op / OpenVINO inference threads "
+                                                             "(default: all cores)")
     p.add_argument("--optimized-cache", default=None, metavar="PATH",
                    help="ONNX Runtime backends: save ONNX Runtime's optimized graph here on first start and load it "
                         "afterwards (faster cold start; rebuilt when the model, ONNX Runtime or provider changes)")
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-timeout", type=int, default=DEFAULT_EXIT_TIMEOUT_S, metavar="SECONDS",
                    help=f"on SIGTERM/SIGINT, how long in-flight requests may take to finish (default "
                         f"{DEFAULT_EXIT_TIMEOUT_S})")
+    p.add_argument("--write-triton-openvino", default=None, metavar="DIR",
+                   help="instead of serving: write DIR/NAME_openvino (config.pbtxt + 1/model.onnx) for Triton's own "
+                        "OpenVINO backend (Triton's NGC containers; PyTriton's tritonserver has no OpenVINO backend) "
+                        "and exit. --threads goes into its config; --force overwrites")
+    p.add_argument("--force", action="store_true", help="with --write-triton-openvino: overwrite the folder")
     p.add_argument("--log-verbose", type=int, default=0,
                    help="Triton's log verbosity (default 0: warnings, errors and one line per rejected request)")
     add_debug_flag(p)
@@ -68,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.log_verbose < 0:
         raise UsageError(f"--log-verbose must not be negative, got {args.log_verbose}")
+    if args.write_triton_openvino is not None:
+        from ..serving.triton_openvino import write_openvino_model
+
+        folder = write_openvino_model(args.model, args.write_triton_openvino, threads=args.threads, force=args.force)
+        print(f"wrote {folder}/config.pbtxt and {folder}/1/model.onnx for Triton's OpenVINO backend (not loadable by "
+              "PyTriton's tritonserver; serve it from a Triton NGC container)", file=sys.stderr)
+        return EXIT_OK
+    if args.backend == "openvino" and args.optimized_cache:
+        raise UsageError("--optimized-cache is ONNX Runtime's; --backend openvino caches compiled models itself "
+                         "(in ~/.cache/cbam-deploy/openvino, or $CBAM_DEPLOY_OPENVINO_CACHE: a folder, or off)")
     options = ServeOptions(backend=args.backend, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                            dynamic_batching=args.dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,

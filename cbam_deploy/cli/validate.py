@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..errors import CbamDeployError, IntegrityError
-from ..options import BACKENDS, PRECISIONS
+from ..options import BACKENDS, ONNX_PRECISIONS, PRECISIONS
 from .args import (add_backends_arg, add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args,
                    add_precisions_arg, add_report_args, check_output_files, csv_choices, csv_positive_ints, csv_resolutions, positive_int)
 from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, run_command
@@ -17,14 +17,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="cbam-validate",
         description="Prove an exported model across backends and precisions: PyTorch eager (rebuilt from the "
-                    "model's metadata) against ONNX Runtime CPU/CUDA/TensorRT-EP and native TensorRT, in FP32, FP16 "
-                    "and INT8 (derived from the FP32 export), at several batch sizes and resolutions, with held-out "
-                    "accuracy per cell for reference-task models. Each cell shows the gate it was judged by; cells "
-                    "that cannot run here are listed one line per reason, never counted as passed; the output ends "
-                    "with a one-line verdict. After a failed cell (or with --localize) the first diverging PyTorch module is named.",
+                    "model's metadata) against ONNX Runtime CPU/CUDA/TensorRT-EP, native TensorRT and OpenVINO (CPU), in "
+                    "FP32, FP16 and INT8 (derived from the FP32 export) and BF16 where a backend runs it natively, at "
+                    "several batch sizes and resolutions, with held-out accuracy per cell for reference-task models. "
+                    "Each cell shows the gate it was judged by; cells that cannot run here are listed one line per "
+                    "reason, never counted as passed; the output ends with a one-line verdict. After a failed cell "
+                    "(or with --localize) the first diverging PyTorch module is named.",
         epilog="Exit codes: 0 every cell that ran passed; 1 a cell failed (named); 2 bad input; 3 environment.")
     add_model_folder_args(p, what="an exported FP32 model folder (models/NAME) or .onnx file")
-    add_precisions_arg(p, ",".join(PRECISIONS))
+    add_precisions_arg(p, ",".join(ONNX_PRECISIONS))  # bf16 on request: few backends run it
     add_backends_arg(p, ",".join(BACKENDS))
     add_batch_sizes_arg(p, "1,4")
     p.add_argument("--resolutions", default=None, metavar="HxW,HxW",

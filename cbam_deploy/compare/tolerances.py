@@ -32,6 +32,12 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_scaled_error=1e-4, min_cosine=0.99999, min_top1_agreement=None, max_accuracy_drop_points=0.1),
     "fp16": Tolerance(max_scaled_error=2e-2, min_cosine=0.9995, min_top1_agreement=None, max_accuracy_drop_points=0.5),
     "int8": Tolerance(max_scaled_error=2e-1, min_cosine=0.99, min_top1_agreement=None, max_accuracy_drop_points=0.5),
+    # BF16 (OpenVINO's CPU plugin from the FP32 ONNX): 8 significant bits, unit roundoff 2^-8 = 3.9e-3.
+    # Measured with OpenVINO 2026.4 against eager (attention kept f32 or not): scaled error 3.4e-3 to
+    # 4.5e-3 on random-init ResNet-50s of every variant and plain (224x224, batch 2), 2.6e-3 to 1.4e-2
+    # on the four trained reference models (held-out images); 1 - cosine <= 3e-5; top-1 unchanged.
+    # 5e-2 leaves 3.5x over the worst; a wrong fold or padding shows up above 1e-1.
+    "bf16": Tolerance(max_scaled_error=5e-2, min_cosine=0.999, min_top1_agreement=None, max_accuracy_drop_points=0.5),
 }
 
 
