@@ -1,0 +1,50 @@
+"""What to try, drawn from one profile's numbers only (never a generic tip)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report import ProfileReport
+
+
+def what_to_try(report: "ProfileReport") -> list[str]:
+    """Statements backed by this run's figures: the costliest stage's attention, the biggest part,
+    un-fused epilogues and conversions, and kept-float boundaries (Q/DQ, casts) where they cost."""
+    tips: list[str] = []
+    if not report.blocks or not report.e2e_ms:
+        return tips
+    by_stage: dict[str, float] = {}
+    for b in report.blocks:
+        by_stage[b.block.split(".")[0]] = by_stage.get(b.block.split(".")[0], 0.0) + b.ms
+    stage, ms = max(by_stage.items(), key=lambda kv: kv[1])
+    count = sum(1 for b in report.blocks if b.block.split(".")[0] == stage)
+    tips.append(f"attention in {stage} costs most: {ms:.2f} ms ({100 * ms / report.e2e_ms:.1f} % of latency, "
+                f"{count} blocks); dropping or thinning attention there saves the most (check the accuracy it buys)")
+    parts = {"channel attention": sum(b.channel_ms for b in report.blocks),
+             "spatial attention": sum(b.spatial_ms for b in report.blocks),
+             "gating": sum(b.gating_ms for b in report.blocks)}
+    part, part_ms = max(parts.items(), key=lambda kv: kv[1])
+    tips.append(f"{part} is the largest attention part: {part_ms:.2f} ms of {report.attention_ms:.2f} ms")
+    caused = [n for n in report.nodes if n["block"] and n["rule"] in ("unfused epilogue", "conversion")]
+    caused_ms = sum(n["ms"] for n in caused)
+    if caused_ms > 0.05 * report.attention_ms:
+        reorders = sum(n["ms"] for n in caused if n["op"].startswith("Reorder"))
+        epilogue = sum(n["ms"] for n in caused if n["rule"] == "unfused epilogue")
+        tips.append(f"{caused_ms:.2f} ms of the attention's cost is not its own math: {reorders:.2f} ms of layout "
+                    f"reorders and {epilogue:.2f} ms of residual Add/ReLU the runtime no longer fuses into the "
+                    "convolution; a runtime that fuses the gate into the convolution's epilogue avoids them")
+    qdq = [n for n in report.nodes if n["op"] in ("QuantizeLinear", "DequantizeLinear", "Cast")]
+    if qdq:
+        at_attention = sum(n["ms"] for n in qdq if n["block"])
+        total = sum(n["ms"] for n in qdq)
+        if total > 0:
+            worst: dict[str, float] = {}
+            for n in qdq:
+                if n["block"]:
+                    worst[n["block"]] = worst.get(n["block"], 0.0) + n["ms"]
+            where = max(worst, key=worst.get) if worst else "-"
+            tips.append(f"precision conversions (Q/DQ, Cast) take {total:.2f} ms, {at_attention:.2f} ms of it at "
+                        f"kept-float attention boundaries (most at {where}); quantizing or merging those regions "
+                        "removes them")
+    return tips
