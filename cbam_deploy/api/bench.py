@@ -93,14 +93,16 @@ def _finite(label: str, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def profile(model: str | Path | ExportedModel, *, backend: str = "onnxruntime-cpu", precision: str = "fp32",
             batch: int = 1, threads: int = 2, warmup: int = 5, runs: int = 30, ablation: str | None = None,
-            calibration: np.ndarray | None = None, optimization_level: str = "all", trust_model_code: bool = False):
+            calibration: np.ndarray | None = None, optimization_level: str = "all", trust_model_code: bool = False,
+            also_time: dict[str, str | bytes] | None = None):
     """Where the latency goes: ``backend``'s profile of the export (at ``precision``, FP16/INT8 derived
     from the FP32 export as ``benchmark`` does), each executed node attributed to a PyTorch module and
     each attention block split into channel attention, spatial attention and gating.
 
     Returns a :class:`cbam_deploy.profiling.ProfileReport` (``attention_share``, ``attributed_share``,
     ``modules``, ``blocks``, ``to_dict()``, ``to_markdown()``). ``ablation``: ``"network"`` also times
-    the export with its attention bypassed, ``"stages"`` also per stage, in the same rounds.
+    the export with its attention bypassed, ``"stages"`` also per stage, in the same rounds;
+    ``also_time``: other models with the same inputs (label -> path or bytes) timed in those rounds.
     """
     from ..profiling import profile_model
 
@@ -121,7 +123,7 @@ def profile(model: str | Path | ExportedModel, *, backend: str = "onnxruntime-cp
     feed = {s.name: feed32[s.name].astype(s.dtype) for s in specs}
     return profile_model(source, feed, backend=backend, threads=threads, warmup=warmup, runs=runs,
                          name=f"{exported.name} {precision} batch {batch}", ablation=ablation,
-                         optimization_level=optimization_level)
+                         optimization_level=optimization_level, also_time=also_time)
 
 
 def _input_specs(model: bytes):

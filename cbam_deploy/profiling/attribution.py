@@ -37,7 +37,8 @@ RULE = ("own nodes -> their module (fused nodes -> the convolution they absorbed
 
 INTO_RUNTIME = frozenset({"ReorderInput", "QuantizeLinear", "MemcpyToHost"})
 OUT_OF_RUNTIME = frozenset({"ReorderOutput", "DequantizeLinear", "MemcpyFromHost", "Cast"})
-CONVERSIONS = INTO_RUNTIME | OUT_OF_RUNTIME
+BOTH_SIDES = frozenset({"Reorder", "Convert"})  # OpenVINO's: either direction, read from the graph
+CONVERSIONS = INTO_RUNTIME | OUT_OF_RUNTIME | BOTH_SIDES
 EPILOGUE = frozenset({"Add", "Sum", "Relu", "Clip", "LeakyRelu", "Elu", "HardSwish"})
 _ANCHORS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "FusedConv", "QLinearConv", "ConvInteger", "NhwcConv")
 ATTENTION_PARTS = ("channel", "spatial", "attention", "gating")
@@ -61,12 +62,13 @@ class Attribution:
 class _Source:
     """The exported graph: names, producers, and which of its nodes each optimized node stands for."""
 
-    def __init__(self, model: onnx.ModelProto, materialized: set[str]) -> None:
+    def __init__(self, model: onnx.ModelProto, materialized: set[str], attention: set[str] = frozenset()) -> None:
         graph = model.graph
         self.nodes = {n.name: n for n in graph.node}
         self.producer = {o: n for n in graph.node for o in n.output}
         self.constants = {t.name for t in graph.initializer} | {i.name for i in graph.input}
         self.materialized = materialized
+        self.attention = attention
 
     def origin(self, name: str, outputs: list[str], fused_from: list[str] = ()) -> tuple[str | None, str]:
         """(source node, 'own' | 'fused') for a node of the graph that ran; ``fused_from``: the source
@@ -74,12 +76,13 @@ class _Source:
         if name in self.nodes and not fused_from:
             return name, "own"
         known = [self.nodes[n] for n in fused_from if n in self.nodes]
-        if known:
-            anchor = next((n for n in known if n.op_type in _ANCHORS), known[-1])
+        if known:  # a convolution; else an attention node (the fused eltwise chain exists for it); else the last
+            anchor = next((n for n in known if n.op_type in _ANCHORS),
+                          next((n for n in known if n.name in self.attention), known[-1]))
             return anchor.name, "fused" if len(known) > 1 else "own"
         if name in self.nodes:
             return name, "own"
-        stems = ([name[: -len("_nchwc")]] if name.endswith("_nchwc") else []) + list(outputs)
+        stems = ([name[: -len("_nchwc")]] if name.endswith("_nchwc") else []) + list(outputs) + [name]
         for tensor in stems:
             node = self.producer.get(tensor)
             if node is not None:
@@ -115,7 +118,7 @@ def attribute(source: onnx.ModelProto, scopes: dict[str, list[str]], attention: 
     exported names, the exported graph itself). ``fused_from``: layer -> the exported nodes fused into it."""
     fused_from = fused_from or {}
     materialized = {n for n, _, _, _ in ran} | {t for _, _, ins, outs in ran for t in (*ins, *outs)}
-    src = _Source(source, materialized)
+    src = _Source(source, materialized, set(attention.node_part))
     producer = {o: n for n, _, _, outs in ran for o in outs if o}
     consumers: dict[str, list[str]] = {}
     for n, _, ins, _ in ran:
@@ -175,9 +178,13 @@ def _unfused_epilogues(ran, found: dict[str, Attribution], producer, ops) -> Non
 def _conversion(name: str, found: dict[str, Attribution], producer, consumers, ops, edges) -> Attribution:
     """Follow a conversion to the compute nodes on its far side; an attention node among them wins."""
     ins, outs = edges[name]
-    side = "producer" if ops[name] in INTO_RUNTIME else "consumer"
-    candidates = _served(name, side, producer, consumers, ops, edges)
-    if not candidates:  # a graph input/output on that side: the other side then
+    if ops[name] in BOTH_SIDES:
+        candidates = (_served(name, "consumer", producer, consumers, ops, edges)
+                      + _served(name, "producer", producer, consumers, ops, edges))
+    else:
+        side = "producer" if ops[name] in INTO_RUNTIME else "consumer"
+        candidates = _served(name, side, producer, consumers, ops, edges)
+    if not candidates and ops[name] not in BOTH_SIDES:  # a graph input/output on that side: the other side then
         candidates = _served(name, "consumer" if side == "producer" else "producer", producer, consumers, ops, edges)
     chosen = next((found[c] for c in candidates if c in found and found[c].is_attention), None)
     if chosen is None:

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .events import NodeTimes, load_events, node_times
+from .events import NodeTimes, calibrate, load_events, node_times
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _ran(times: NodeTimes, optimized) -> list[tuple[str, str, list[str], list[st
 
 def profile_onnxruntime(model: str | Path | bytes, feed: Mapping[str, np.ndarray], *, provider: str = "cpu",
                         threads: int = 2, warmup: int = 5, runs: int = 30,
-                        optimization_level: str = "all", extra: Mapping[str, bytes] | None = None) -> RuntimeProfile:
+                        optimization_level: str = "all", extra: Mapping[str, str | bytes] | None = None) -> RuntimeProfile:
     """Profile ``model`` on ONNX Runtime: ``runs`` profiled and ``runs`` plain calls, interleaved, with
     the ``extra`` models (label -> serialized ONNX: the ablations) timed in the same rounds."""
     import onnx
@@ -74,9 +74,14 @@ def profile_onnxruntime(model: str | Path | bytes, feed: Mapping[str, np.ndarray
             Path(profile_file).unlink(missing_ok=True)
         optimized = onnx.load(str(optimized_path), load_external_data=False) if optimized_path.is_file() else None
     times = node_times(events, skip_runs=warmup)
-    profile = RuntimeProfile(f"onnxruntime-{provider}", _ran(times, optimized),
-                             {n: times.median(n) for n in times.per_run}, 1000 * float(np.median(samples["e2e"])),
-                             times.run_median, runs, samples)
+    e2e_ms = 1000 * float(np.median(samples["e2e"]))
+    node_ms, covered, per_kernel = calibrate(times, e2e_ms)
+    profile = RuntimeProfile(f"onnxruntime-{provider}", _ran(times, optimized), node_ms, e2e_ms, times.run_median,
+                             runs, samples)
+    profile.notes.append(f"profiled runs took {times.run_median:.2f} ms against {e2e_ms:.2f} ms unprofiled (medians "
+                         f"of {runs}, interleaved): {1000 * per_kernel:.1f} us of profiler cost taken off each of "
+                         f"{len(node_ms)} kernels; node times are the profile's proportions of the unprofiled "
+                         f"latency, of which the kernels and the gaps before them cover {100 * covered:.1f} %")
     if provider != "cpu":
         profile.notes.append(f"{provider}: kernel events time the launch on the host, not the device; read "
                              "the per-node times as a profile of dispatch unless the provider synchronizes")

@@ -67,13 +67,12 @@ def plot_png(report: "ProfileReport") -> bytes:
     for i, s in enumerate(stages):
         att = sum(s[c] for c in ATTENTION)
         if att > 0:
-            left.annotate(f"{100 * att / bottom[i]:.0f} % attention", (i, bottom[i]), ha="center", va="bottom",
-                          fontsize=9, color=COLORS["gating"], xytext=(0, 3), textcoords="offset points")
+            left.annotate(f"{100 * att / bottom[i]:.0f} %", (i, bottom[i]), ha="center", va="bottom",
+                          fontsize=9, color=COLORS["gating"], fontweight="bold", xytext=(0, 3), textcoords="offset points")
     left.set_xticks(list(x), [s["stage"] for s in stages])
     left.set_ylabel("ms (scaled to the unprofiled latency)")
-    left.set_title("per stage", fontsize=11, loc="left")
-    left.legend(frameon=False, fontsize=8, loc="upper left")
-    left.set_ylim(0, max(bottom or [1]) * 1.18)
+    left.set_title("per stage (red figure: attention's share of the stage)", fontsize=10, loc="left")
+    left.set_ylim(0, max(bottom or [1]) * 1.12)
     _blocks_panel(right, report)
     for ax in (left, right):
         ax.spines[["top", "right"]].set_visible(False)
@@ -83,7 +82,12 @@ def plot_png(report: "ProfileReport") -> bytes:
     if report.ablation and "measured_share" in report.ablation:
         title += f" (ablation measured {100 * report.ablation['measured_share']:.1f} %)"
     fig.suptitle(title, fontsize=13, x=0.01, ha="left")
-    fig.tight_layout()
+    handles, labels = {}, {}
+    for ax in (left, right):
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
@@ -109,4 +113,3 @@ def _blocks_panel(ax, report: "ProfileReport") -> None:
     ax.set_ylabel("ms")
     ax.set_title("attention per block (gating includes the reorders and un-fused Add/ReLU it causes)",
                  fontsize=10, loc="left")
-    ax.legend(frameon=False, fontsize=8, loc="upper right")

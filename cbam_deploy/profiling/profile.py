@@ -30,13 +30,17 @@ def _load(model: Any) -> tuple[onnx.ModelProto, str | bytes]:
 def profile_model(model: Any, feed: Mapping[str, np.ndarray], *, backend: str = "onnxruntime-cpu",
                   threads: int = 2, warmup: int = 5, runs: int = 30, name: str = "model",
                   modules: Collection[str] | None = None, optimization_level: str = "all",
-                  ablation: str | None = None) -> ProfileReport:
+                  ablation: str | None = None, also_time: Mapping[str, str | bytes] | None = None,
+                  plan: str | Path | None = None) -> ProfileReport:
     """Time ``model`` on ``backend`` with its profiler and without, and attribute each executed node to a
     PyTorch module (rule: :data:`cbam_deploy.profiling.attribution.RULE`).
 
     ``modules``: the PyTorch module paths (``dict(model.named_modules())``); read from the graph's node
     names, scopes and weight names when not given. ``ablation``: ``"network"`` also times the graph with
     every attention block bypassed (:mod:`.ablation`), ``"stages"`` also one per stage, in the same rounds.
+    ``also_time``: other models (label -> path or bytes, same inputs) timed in those rounds too, e.g.
+    the plain host network; their medians are in ``report.ablation["timed_ms"]``. ``plan``: the TensorRT
+    engine built from ``model`` (backend ``tensorrt``; UNVERIFIED, needs a GPU).
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown profiling backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -52,6 +56,7 @@ def profile_model(model: Any, feed: Mapping[str, np.ndarray], *, backend: str = 
         from .ablation import ablation_models
 
         extra = ablation_models(proto, attention, per_stage=ablation == "stages")
+    extra.update(also_time or {})
     if backend.startswith("onnxruntime"):
         from .ort import profile_onnxruntime
 
@@ -62,14 +67,18 @@ def profile_model(model: Any, feed: Mapping[str, np.ndarray], *, backend: str = 
 
         measured = profile_openvino(loadable, feed, threads=threads, warmup=warmup, runs=runs, extra=extra)
     else:
-        raise UsageError("tensorrt profiling runs on a GPU machine through cbam_deploy.profiling.tensorrt "
-                         "(LayerTimes as the engine's IProfiler); it cannot run here")
+        if plan is None or extra:
+            raise UsageError("tensorrt profiling needs plan= (the engine built from this ONNX) and takes no "
+                             "ablation or also_time (they would need engines of their own)")
+        from .tensorrt import profile_tensorrt
+
+        measured = profile_tensorrt(plan, feed, warmup=warmup, runs=runs)
     attributions = attribute(proto, scopes, attention, measured.ran, measured.fused_from)
     report = build_report(name, measured.backend, measured.node_ms, {n: op for n, op, _, _ in measured.ran},
                           attributions, measured.e2e_ms, measured.profiled_ms, measured.runs, attention.parts,
                           attention.order)
     report.notes.extend(measured.notes)
-    if ablation:
+    if ablation or also_time:
         report.ablation = ablation_summary(report, measured.samples)
     if not attention.order:
         report.notes.append("no attention block found (no sigmoid gate multiplying a feature map): attention share 0")

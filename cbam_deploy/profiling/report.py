@@ -1,9 +1,8 @@
 """The profile report: per-node times rolled up by the PyTorch module tree, per attention block.
 
-Node times come from a profiled session, which runs slower than an unprofiled one; they are scaled
-by ``e2e / profiled`` so that shares read against the latency users get. ``attributed_share`` is the
-part of that latency the nodes account for (the rest is the session's own time before the first
-and after the last kernel).
+Node times come in already put in terms of the unprofiled latency (:func:`.events.calibrate`);
+``attributed_share`` is the part of that latency the nodes account for (the rest is the session's
+own time before the first and after the last kernel).
 """
 
 from __future__ import annotations
@@ -101,13 +100,12 @@ def _ancestors(module: str) -> list[str]:
 def build_report(model: str, backend: str, node_ms: dict[str, float], ops: dict[str, str],
                  attributions: dict[str, Attribution], e2e_ms: float, profiled_ms: float, runs: int,
                  block_parts: dict[str, dict[str, list[str]]], block_order: list[str]) -> ProfileReport:
-    """Scale node times to the unprofiled latency and roll them up by module, block and stage."""
-    scale = e2e_ms / profiled_ms if profiled_ms else 1.0
+    """Roll node times (ms, already in terms of the unprofiled latency) up by module, block and stage."""
     nodes, totals, stages = [], {}, {}
     blocks = {b: BlockTime(b, parts=block_parts.get(b, {})) for b in block_order}
     for name, raw in node_ms.items():
         a = attributions.get(name) or Attribution("", "other", rule="runtime")
-        ms = raw * scale
+        ms = raw
         nodes.append({"node": name, "op": ops.get(name, "?"), "module": a.module, "part": a.part, "block": a.block,
                       "rule": a.rule, "ms": ms})
         for m in _ancestors(a.module) if a.module else ["(no module)"]:
@@ -125,8 +123,6 @@ def build_report(model: str, backend: str, node_ms: dict[str, float], ops: dict[
     modules = [{"module": m, "ms": ms, "share": ms / e2e_ms if e2e_ms else 0.0} for m, ms in totals.items()]
     stage_rows = [{"stage": s, **{c: v for c, v in row.items()}, "ms": sum(row.values())} for s, row in stages.items()]
     report = ProfileReport(model, backend, e2e_ms, profiled_ms, runs, nodes, modules, list(blocks.values()), stage_rows)
-    report.notes.append(f"node times measured under profiling ({profiled_ms:.2f} ms a run) and scaled by "
-                        f"{scale:.3f} to the unprofiled latency ({e2e_ms:.2f} ms, median of {runs})")
     return report
 
 
@@ -136,7 +132,8 @@ def ablation_summary(report: ProfileReport, samples: dict[str, list[float]]) -> 
     import statistics
 
     full = statistics.median(samples["e2e"])
-    out: dict[str, Any] = {"full_ms": 1000 * full, "rounds": len(samples["e2e"]), "stages": {}}
+    out: dict[str, Any] = {"full_ms": 1000 * full, "rounds": len(samples["e2e"]), "stages": {},
+                           "timed_ms": {k: 1000 * statistics.median(v) for k, v in samples.items() if k != "profiled"}}
     if "no attention" not in samples:
         out["note"] = "no attention block to bypass"
         return out
