@@ -97,8 +97,8 @@ def calibrate(times: NodeTimes, e2e_ms: float) -> tuple[dict[str, float], float,
 
     The profiler's own cost is about the same for every kernel (timestamps, shape strings, thread
     statistics), so it inflates a network of many small nodes (attention) more than one of a few
-    large ones: ``c = (profiled run - unprofiled run) / kernels per run`` is taken off every kernel of
-    every run. Each node's median is then its proportion of the profile, applied to ``e2e_ms`` times
+    large ones: ``c = (profiled run - unprofiled run) / kernels per run`` (at most half the smallest
+    node's median) is taken off every kernel of every run. Each node's median is then its proportion of the profile, applied to ``e2e_ms`` times
     ``covered``: the median share of a run that its kernels (and the gaps before them) account for.
     Proportions rather than raw medians: on a loaded machine the stalls that lengthen a run fall on
     its nodes roughly by their duration, and the medians of single nodes leave them out.
@@ -107,7 +107,10 @@ def calibrate(times: NodeTimes, e2e_ms: float) -> tuple[dict[str, float], float,
     runs = min((len(v) for v in times.per_run.values()), default=0)
     if not nodes or runs == 0 or e2e_ms <= 0:
         return {n: 0.0 for n in nodes}, 0.0, 0.0
-    c = max(0.0, (times.run_median - e2e_ms) / len(nodes))
+    smallest = min(statistics.median(v) for v in times.per_run.values())
+    # Capped at half the smallest node's time: a tiny network (profiler cost comparable to its kernels)
+    # keeps every node, rather than a uniform subtraction erasing its small ones.
+    c = min(max(0.0, (times.run_median - e2e_ms) / len(nodes)), 0.5 * smallest)
     corrected = {n: [max(0.0, t - c) for t in times.per_run[n][:runs]] for n in nodes}
     covered_runs = []
     for r, run_ms in enumerate(times.run_ms[:runs]):
