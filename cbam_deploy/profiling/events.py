@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from ..errors import UsageError
 
 KERNEL_SUFFIX = "_kernel_time"
+KEEP = 0.25  # the least share of a node's profiled time that the profiler-cost correction leaves
 
 
 @dataclass
@@ -97,26 +98,27 @@ def calibrate(times: NodeTimes, e2e_ms: float) -> tuple[dict[str, float], float,
 
     The profiler's own cost is about the same for every kernel (timestamps, shape strings, thread
     statistics), so it inflates a network of many small nodes (attention) more than one of a few
-    large ones: ``c = (profiled run - unprofiled run) / kernels per run`` (at most half the smallest
-    node's median) is taken off every kernel of every run. Each node's median is then its proportion of the profile, applied to ``e2e_ms`` times
-    ``covered``: the median share of a run that its kernels (and the gaps before them) account for.
-    Proportions rather than raw medians: on a loaded machine the stalls that lengthen a run fall on
-    its nodes roughly by their duration, and the medians of single nodes leave them out.
+    large ones: ``c = (profiled run - unprofiled run) / kernels per run`` is taken off every kernel of
+    every run (leaving each at least ``KEEP`` of its time). A node's time is then its share of each
+    run, averaged over the runs (shares add up; a run's stalls on a loaded machine fall on its nodes by
+    their duration, while the medians of single nodes would leave them out: measured under load, the
+    node medians summed to 61 % of the median run), applied to ``e2e_ms`` times ``covered``, the median
+    share of a run that its kernels and the gaps before them account for.
     """
     nodes = list(times.per_run)
     runs = min((len(v) for v in times.per_run.values()), default=0)
     if not nodes or runs == 0 or e2e_ms <= 0:
         return {n: 0.0 for n in nodes}, 0.0, 0.0
-    smallest = min(statistics.median(v) for v in times.per_run.values())
-    # Capped at half the smallest node's time: a tiny network (profiler cost comparable to its kernels)
-    # keeps every node, rather than a uniform subtraction erasing its small ones.
-    c = min(max(0.0, (times.run_median - e2e_ms) / len(nodes)), 0.5 * smallest)
-    corrected = {n: [max(0.0, t - c) for t in times.per_run[n][:runs]] for n in nodes}
-    covered_runs = []
+    c = max(0.0, (times.run_median - e2e_ms) / len(nodes))
+    # Every node keeps at least a quarter of its time: in a tiny network the profiler's cost is as large
+    # as the kernels, and a uniform subtraction would erase the small ones.
+    corrected = {n: [max(KEEP * t, t - c) for t in times.per_run[n][:runs]] for n in nodes}
+    covered_runs, fractions = [], {n: 0.0 for n in nodes}
     for r, run_ms in enumerate(times.run_ms[:runs]):
-        inside = sum(corrected[n][r] for n in nodes)
-        covered_runs.append(min(1.0, inside / max(run_ms - c * len(nodes), 1e-9)))
+        inside = sum(corrected[n][r] for n in nodes) or 1e-9
+        removed = sum(times.per_run[n][r] for n in nodes) - inside
+        covered_runs.append(min(1.0, inside / max(run_ms - removed, 1e-9)))
+        for n in nodes:
+            fractions[n] += corrected[n][r] / inside / runs
     covered = statistics.median(covered_runs)
-    medians = {n: statistics.median(v) for n, v in corrected.items()}
-    total = sum(medians.values()) or 1.0
-    return {n: m / total * covered * e2e_ms for n, m in medians.items()}, covered, c
+    return {n: f * covered * e2e_ms for n, f in fractions.items()}, covered, c

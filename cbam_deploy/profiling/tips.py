@@ -19,8 +19,15 @@ def what_to_try(report: "ProfileReport") -> list[str]:
         by_stage[b.block.split(".")[0]] = by_stage.get(b.block.split(".")[0], 0.0) + b.ms
     stage, ms = max(by_stage.items(), key=lambda kv: kv[1])
     count = sum(1 for b in report.blocks if b.block.split(".")[0] == stage)
+    per_block = {s: ms_ / sum(1 for b in report.blocks if b.block.split(".")[0] == s) for s, ms_ in by_stage.items()}
     tips.append(f"attention in {stage} costs most: {ms:.2f} ms ({100 * ms / report.e2e_ms:.1f} % of latency, "
-                f"{count} blocks); dropping or thinning attention there saves the most (check the accuracy it buys)")
+                f"{count} blocks, {per_block[stage]:.2f} ms each); dropping or thinning attention there saves the "
+                "most (weigh it against the accuracy it buys there)")
+    measured = (report.ablation or {}).get("stages") or {}
+    if measured:
+        top, share = max(measured.items(), key=lambda kv: kv[1]["measured_share"])
+        tips.append(f"measured by bypassing one stage's attention at a time: {top}'s costs "
+                    f"{100 * share['measured_share']:.1f} % of latency (attributed {100 * share['attributed_share']:.1f} %)")
     parts = {"channel attention": sum(b.channel_ms for b in report.blocks),
              "spatial attention": sum(b.spatial_ms for b in report.blocks),
              "gating": sum(b.gating_ms for b in report.blocks)}
