@@ -58,6 +58,23 @@ def _cost(folder: Path, threads: int) -> dict[str, float]:
     return {"bench_s": bench_s, "profile_s": profile_s, "ratio": profile_s / bench_s}
 
 
+def _parts(report) -> dict[str, float]:
+    """The attention's ms by what runs: its own channel/spatial math, the gate Muls, reorders/copies, un-fused ops."""
+    out = {"channel": 0.0, "spatial": 0.0, "gate Mul": 0.0, "conversions": 0.0, "un-fused Add/ReLU": 0.0}
+    for n in report.nodes:
+        if not n["block"]:
+            continue
+        if n["rule"] == "conversion":
+            out["conversions"] += n["ms"]
+        elif n["rule"] == "unfused epilogue":
+            out["un-fused Add/ReLU"] += n["ms"]
+        elif n["part"] in ("channel", "spatial"):
+            out[n["part"]] += n["ms"]
+        else:
+            out["gate Mul"] += n["ms"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=40, help="interleaved rounds per variant (default 40)")
@@ -66,6 +83,8 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--exports", default="runs/profile_agreement", help="folder for (reused) exports")
     p.add_argument("--cost", action="store_true", help="also time a profile against a plain cbam-bench run")
+    p.add_argument("--openvino", action="store_true",
+                   help="also profile on OpenVINO (CPU, f32) and print the attention's parts side by side")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args()
     from cbam_deploy.api.bench import profile
@@ -87,6 +106,12 @@ def main() -> None:
                          "ablation": a["measured_share"], "plain_vs_cbam": plain_share,
                          "attributed_share_of_latency": report.attributed_share,
                          "load_average": os.getloadavg()[0]}
+        rows[variant]["parts"] = {"onnxruntime": _parts(report)}
+        if args.openvino:
+            ov = profile(folder, backend="openvino", threads=args.threads, runs=runs, ablation="network")
+            rows[variant]["parts"]["openvino"] = _parts(ov)
+            rows[variant]["openvino"] = {"ms": ov.e2e_ms, "attributed": ov.attention_share,
+                                         "ablation": ov.ablation["measured_share"]}
         if args.cost:
             rows[variant]["cost"] = _cost(folder, args.threads)
         r = rows[variant]
@@ -98,6 +123,13 @@ def main() -> None:
                   f"  cost: profile {r['cost']['profile_s']:.1f} s vs bench {r['cost']['bench_s']:.1f} s "
                   f"= {r['cost']['ratio']:.2f}x" if "cost" in r else ""))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+    print("attention parts, ms (gating split into the gate Muls, the reorders and the un-fused Add/ReLU it causes):")
+    for variant, r in rows.items():
+        for backend, parts in r["parts"].items():
+            extra = (f"  [{backend}: {r['openvino']['ms']:.1f} ms, attention attributed "
+                     f"{100 * r['openvino']['attributed']:.1f} %, ablation {100 * r['openvino']['ablation']:.1f} %]"
+                     if backend == "openvino" else "")
+            print(f"  {variant:13s} {backend:12s} " + "  ".join(f"{k} {v:6.2f}" for k, v in parts.items()) + extra)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"runs": runs, "threads": args.threads, "rows": rows}, indent=2))
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 from .events import NodeTimes, calibrate
-from .ort import RuntimeProfile, _interleaved
+from .measured import RuntimeProfile, interleaved
 
 _SKIPPED = ("Parameter", "Result", "Constant")
 
@@ -92,7 +92,7 @@ def profile_openvino(model: str | Path | bytes, feed: Mapping[str, np.ndarray], 
     for label, other in (extra or {}).items():
         calls[label] = (lambda r: lambda: r.infer(dict(feed)))(
             compile_for_profile(other, feed, threads=threads, perf_count=False).create_infer_request())
-    samples = _interleaved(calls, warmup, runs)
+    samples = interleaved(calls, warmup, runs)
     times.run_ms = times.run_ms[warmup:]
     times.per_run = {n: v[warmup:] for n, v in times.per_run.items() if len(v) > warmup}
     ran, fused = runtime_graph(profiled)

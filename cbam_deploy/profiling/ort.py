@@ -9,29 +9,13 @@ divides. The profile JSON ONNX Runtime writes is read and deleted; nothing is le
 from __future__ import annotations
 
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from .events import NodeTimes, calibrate, load_events, node_times
-
-
-@dataclass
-class RuntimeProfile:
-    """What one backend measured: the graph that ran, per-node times and the unprofiled latency."""
-
-    backend: str
-    ran: list[tuple[str, str, list[str], list[str]]]  # (name, op type, inputs, outputs), execution order
-    node_ms: dict[str, float]  # median per node, ms, under profiling
-    e2e_ms: float  # median latency without profiling
-    profiled_ms: float  # median latency of the profiled runs
-    runs: int
-    samples: dict[str, list[float]] = field(default_factory=dict)  # e2e, profiled: seconds per run
-    notes: list[str] = field(default_factory=list)
-    fused_from: dict[str, list[str]] = field(default_factory=dict)  # layer -> original layer names (OpenVINO)
+from .measured import RuntimeProfile, interleaved
 
 
 def _ran(times: NodeTimes, optimized) -> list[tuple[str, str, list[str], list[str]]]:
@@ -65,7 +49,7 @@ def profile_onnxruntime(model: str | Path | bytes, feed: Mapping[str, np.ndarray
                                    optimization_level=optimization_level)
             calls[label] = lambda s=other: s.run(None, dict(feed))
         try:
-            samples = _interleaved(calls, warmup, runs)
+            samples = interleaved(calls, warmup, runs)
         finally:
             profile_file = profiled.end_profiling()
         try:
@@ -86,16 +70,3 @@ def profile_onnxruntime(model: str | Path | bytes, feed: Mapping[str, np.ndarray
         profile.notes.append(f"{provider}: kernel events time the launch on the host, not the device; read "
                              "the per-node times as a profile of dispatch unless the provider synchronizes")
     return profile
-
-
-def _interleaved(calls, warmup: int, runs: int) -> dict[str, list[float]]:
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    samples: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(runs):
-        for label, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            samples[label].append(time.perf_counter() - t0)
-    return samples

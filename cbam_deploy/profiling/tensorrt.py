@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .events import NodeTimes, calibrate
-from .ort import RuntimeProfile
+from .measured import RuntimeProfile
 
 _REFORMAT = re.compile(r"^Reformatting CopyNode for (?:Input|Output) Tensor \d+ to (.+)$")
 _FOREIGN = re.compile(r"^\{ForeignNode\[(.+)\]\}$")
