@@ -38,9 +38,12 @@ def what_to_try(report: "ProfileReport") -> list[str]:
     if caused_ms > 0.05 * report.attention_ms:
         reorders = sum(n["ms"] for n in caused if n["op"].startswith("Reorder"))
         epilogue = sum(n["ms"] for n in caused if n["rule"] == "unfused epilogue")
-        tips.append(f"{caused_ms:.2f} ms of the attention's cost is not its own math: {reorders:.2f} ms of layout "
-                    f"reorders and {epilogue:.2f} ms of residual Add/ReLU the runtime no longer fuses into the "
-                    "convolution; a runtime that fuses the gate into the convolution's epilogue avoids them")
+        other = caused_ms - reorders - epilogue
+        tips.append(f"{caused_ms:.2f} ms ({100 * caused_ms / report.attention_ms:.0f} %) of the attention's cost is "
+                    f"not its own math: {reorders:.2f} ms of layout reorders, {epilogue:.2f} ms of residual Add/ReLU "
+                    "the runtime no longer fuses into the convolution"
+                    + (f", {other:.2f} ms of other conversions (Q/DQ, casts, copies)" if other > 0.005 else "")
+                    + "; a runtime or kernel that applies the gate inside the convolution's epilogue avoids them")
     qdq = [n for n in report.nodes if n["op"] in ("QuantizeLinear", "DequantizeLinear", "Cast")]
     if qdq:
         at_attention = sum(n["ms"] for n in qdq if n["block"])

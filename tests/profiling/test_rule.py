@@ -158,6 +158,13 @@ def test_profile_json_is_parsed_with_gaps_charged_to_the_next_kernel(source, tmp
     gating = [n for n, (_, part, _) in EXPECTED.items() if part == "gating"]
     assert block.gating_ms == pytest.approx(sum(node_ms[n] for n in gating))
     assert report.attention_share == pytest.approx(block.ms / e2e)
+    from cbam_deploy.profiling.tips import what_to_try
+
+    tips = what_to_try(report)  # every figure in them is this run's
+    assert f"attention in layer1 costs most: {block.ms:.2f} ms" in tips[0]
+    caused = sum(node_ms[n] for n, (_, part, rule) in EXPECTED.items() if part == "gating" and rule != "own")
+    assert any(t.startswith(f"{caused:.2f} ms") for t in tips)
+    assert any("Q/DQ" in t and "layer1.0.cbam" in t for t in tips)
     overhead = sum(s["runtime overhead"] for s in report.stages)
     assert overhead == pytest.approx(sum(node_ms[n] for n in ("ReorderInput_token_0", "relu_DequantizeLinear",
                                                               "ReorderOutput_token_5")))
