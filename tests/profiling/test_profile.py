@@ -140,3 +140,12 @@ def test_openvino_profile_names_the_same_blocks(exports):
     assert report.backend.startswith("openvino")
     assert [b.block for b in report.blocks] == _attention_modules("original")[0]
     assert 0 < report.attention_share < report.attributed_share <= 1
+
+
+def test_a_network_without_attention_profiles_with_a_zero_share(tmp_path):
+    assert export_main(["--variant", "none", "--weights", "random", "--num-classes", "5", "--out", str(tmp_path),
+                        "--name", "plain"]) == 0
+    report = profile(tmp_path / "plain", ablation="network", **RUNS)
+    assert report.blocks == [] and report.attention_share == 0 and 0 < report.attributed_share <= 1
+    assert any("no attention block" in n for n in report.notes) and report.tips == []
+    assert report.to_dict()["ablation"]["note"] == "no attention block to bypass"
