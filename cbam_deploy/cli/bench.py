@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
     if args.profile:
         return run_profile(args, precisions)
-    if args.ablation:
-        raise UsageError("--ablation measures the attention of a profile: add --profile")
+    if args.ablation or args.profile_backend != "onnxruntime":
+        raise UsageError("--ablation and --profile-backend belong to a profile: add --profile")
     batch_sizes = csv_positive_ints(args.batch_sizes or "1,8", "--batch-sizes")
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     if args.eager and model.needs_trust:

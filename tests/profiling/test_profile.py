@@ -94,8 +94,9 @@ def test_cli_refuses_what_a_profile_cannot_do(exports, capsys):
         assert bench_main([folder, "--profile", *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert bench_main([folder, "--ablation", "network"]) != 0
-    assert "--profile" in capsys.readouterr().err
+    for extra in (["--ablation", "network"], ["--profile-backend", "openvino"]):
+        assert bench_main([folder, *extra]) != 0
+        assert "add --profile" in capsys.readouterr().err
 
 
 def test_plot_is_written(exports, tmp_path):
