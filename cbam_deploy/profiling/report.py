@@ -147,4 +147,9 @@ def ablation_summary(report: ProfileReport, samples: dict[str, list[float]]) -> 
             attributed = sum(b.ms for b in report.blocks if b.block.split(".")[0] == stage) / report.e2e_ms
             out["stages"][stage] = {"measured_share": 1 - statistics.median(times) / full,
                                     "attributed_share": attributed}
+    shares = [out["measured_share"], *(s["measured_share"] for s in out["stages"].values())]
+    if min(shares) < 0:
+        out["note"] = ("a bypassed graph timed slower than the full one: the machine's noise exceeds what is "
+                       "measured; rerun with more --runs on a quieter machine (fewer sessions: --ablation network)")
+        report.notes.append("ablation: " + out["note"])
     return out

@@ -24,7 +24,7 @@ def what_to_try(report: "ProfileReport") -> list[str]:
                 f"{count} blocks, {per_block[stage]:.2f} ms each); dropping or thinning attention there saves the "
                 "most (weigh it against the accuracy it buys there)")
     measured = (report.ablation or {}).get("stages") or {}
-    if measured:
+    if measured and all(v["measured_share"] > 0 for v in measured.values()):  # noise, not a finding, otherwise
         top, share = max(measured.items(), key=lambda kv: kv[1]["measured_share"])
         tips.append(f"measured by bypassing one stage's attention at a time: {top}'s costs "
                     f"{100 * share['measured_share']:.1f} % of latency (attributed {100 * share['attributed_share']:.1f} %)")
