@@ -201,3 +201,15 @@ def test_tensorrt_profiler_with_tensorrt_faked(source):
     assert (found[names[4]].part, found[names[4]].block) == ("spatial", BLOCK)  # a Myelin region holding attention
     assert found[names[5]].module == "layer2.0.conv1" and not found[names[5]].is_attention
     assert sum(measured.node_ms.values()) == pytest.approx(1.40)  # the layers cover 1.40 of a 1.45 ms run
+
+
+def test_ablation_summary_flags_noise_instead_of_reporting_a_negative_cost():
+    from cbam_deploy.profiling.report import BlockTime, ProfileReport, ablation_summary
+
+    report = ProfileReport("m", "onnxruntime-cpu", 10.0, 11.0, 5, nodes=[], modules=[], stages=[],
+                           blocks=[BlockTime("layer1.0.cbam", channel_ms=1.0, spatial_ms=0.5, gating_ms=0.5)])
+    quiet = ablation_summary(report, {"e2e": [0.010] * 5, "no attention": [0.008] * 5})
+    assert quiet["measured_share"] == pytest.approx(0.2) and quiet["attributed_share"] == pytest.approx(0.2)
+    assert "note" not in quiet and not report.notes
+    noisy = ablation_summary(report, {"e2e": [0.010] * 5, "no attention": [0.011] * 5})
+    assert noisy["measured_share"] < 0 and "noise" in noisy["note"] and report.notes
