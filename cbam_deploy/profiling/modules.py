@@ -21,6 +21,7 @@ from ..precision.attention import find_attention_regions
 
 _CALL = re.compile(r"^(.*)_(\d+)$")
 _HEAVY = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_GATE_ONLY = ("Sigmoid", "HardSigmoid", "Cast", "QuantizeLinear", "DequantizeLinear")  # a sigmoid module's ops
 
 
 def _torchscript_paths(name: str) -> list[str]:
@@ -110,7 +111,7 @@ def _numel(t: onnx.TensorProto) -> int:
 def attention_map(model: onnx.ModelProto, scopes: dict[str, list[str]]) -> AttentionMap:
     """Find the sigmoid gates (``precision.attention``), the module each belongs to and the block."""
     graph = model.graph
-    regions = find_attention_regions(model)
+    regions = find_attention_regions(_pass_through_view(model))
     by_name = {n.name: n for n in graph.node}
     owned: dict[str, list[str]] = {}
     for node in graph.node:
@@ -123,7 +124,7 @@ def attention_map(model: onnx.ModelProto, scopes: dict[str, list[str]]) -> Atten
     region_info = []
     for region in regions:
         chain = [m for m in scopes.get(region.gate, [])
-                 if not all(by_name[n].op_type in ("Sigmoid", "HardSigmoid") for n in owned.get(m, []))]
+                 if not all(by_name[n].op_type in _GATE_ONLY for n in owned.get(m, []))]
         kind = kinds.get(outputs[region.gate], "attention")
         region_info.append((region, chain[-1] if chain else None, kind))
     part_modules = [p for _, p, _ in region_info if p]
@@ -160,6 +161,18 @@ def attention_map(model: onnx.ModelProto, scopes: dict[str, list[str]]) -> Atten
         if node.name in found.node_part and found.node_part[node.name][0] not in found.order:
             found.order.append(found.node_part[node.name][0])
     return found
+
+
+def _pass_through_view(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph's nodes with casts and Q/DQ as Identity (no weights): an FP16 export casts the
+    sigmoid's output before the gate Mul, an INT8 one may quantize it; the gate is the same gate."""
+    nodes = []
+    for n in model.graph.node:
+        if n.op_type in ("Cast", "QuantizeLinear", "DequantizeLinear") and n.input:
+            nodes.append(onnx.helper.make_node("Identity", [n.input[0]], list(n.output), name=n.name))
+        else:
+            nodes.append(n)
+    return onnx.helper.make_model(onnx.helper.make_graph(nodes, "view", [], []))
 
 
 def _gate_muls(graph: onnx.GraphProto, region_info) -> dict[str, str | None]:

@@ -45,16 +45,16 @@ def what_to_try(report: "ProfileReport") -> list[str]:
                     + (f", {other:.2f} ms of other conversions (Q/DQ, casts, copies)" if other > 0.005 else "")
                     + "; a runtime or kernel that applies the gate inside the convolution's epilogue avoids them")
     qdq = [n for n in report.nodes if n["op"] in ("QuantizeLinear", "DequantizeLinear", "Cast")]
-    if qdq:
-        at_attention = sum(n["ms"] for n in qdq if n["block"])
-        total = sum(n["ms"] for n in qdq)
-        if total > 0:
-            worst: dict[str, float] = {}
-            for n in qdq:
-                if n["block"]:
-                    worst[n["block"]] = worst.get(n["block"], 0.0) + n["ms"]
-            where = max(worst, key=worst.get) if worst else "-"
-            tips.append(f"precision conversions (Q/DQ, Cast) take {total:.2f} ms, {at_attention:.2f} ms of it at "
-                        f"kept-float attention boundaries (most at {where}); quantizing or merging those regions "
-                        "removes them")
+    total = sum(n["ms"] for n in qdq)
+    if total >= 0.01 * report.e2e_ms:
+        worst: dict[str, float] = {}
+        for n in qdq:
+            if n["block"]:
+                worst[n["block"]] = worst.get(n["block"], 0.0) + n["ms"]
+        text = f"precision conversions (Q/DQ, Cast) take {total:.2f} ms ({100 * total / report.e2e_ms:.1f} % of latency)"
+        if worst:
+            where = max(worst, key=worst.get)
+            text += (f", {sum(worst.values()):.2f} ms of it at kept-float attention boundaries (most at {where}: "
+                     f"{worst[where]:.2f} ms); quantizing those regions or merging them removes the conversions")
+        tips.append(text)
     return tips

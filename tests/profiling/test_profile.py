@@ -150,3 +150,11 @@ def test_a_network_without_attention_profiles_with_a_zero_share(tmp_path):
     assert report.blocks == [] and report.attention_share == 0 and 0 < report.attributed_share <= 1
     assert any("no attention block" in n for n in report.notes) and report.tips == []
     assert report.to_dict()["ablation"]["note"] == "no attention block to bypass"
+
+
+def test_fp16_export_keeps_the_blocks_behind_its_casts(exports):
+    # The FP16 converter casts each sigmoid's output before its gate Mul: the same gates, the same names.
+    report = profile(exports["original"], precision="fp16", **RUNS)
+    assert [b.block for b in report.blocks] == _attention_modules("original")[0]
+    assert all(b.parts == {"channel": [f"{b.block}.channelattention"], "spatial": [f"{b.block}.spatialattention"]}
+               for b in report.blocks)
