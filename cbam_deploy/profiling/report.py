@@ -64,7 +64,8 @@ class ProfileReport:
 
     @property
     def attributed_share(self) -> float:
-        return self.attributed_ms / self.e2e_ms if self.e2e_ms else 0.0
+        # <= 1 by construction (node shares of a run sum to 1, times the covered share); min() absorbs rounding
+        return min(1.0, self.attributed_ms / self.e2e_ms) if self.e2e_ms else 0.0
 
     @property
     def attention_ms(self) -> float:
