@@ -44,6 +44,16 @@ def _export(variant: str, out: Path) -> Path:
     return onnx_path.parent.parent
 
 
+def _machine() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _cost(folder: Path, threads: int) -> dict[str, float]:
     """Wall time of a default plain cbam-bench run (ONNX Runtime FP32, batch 1, no eager) and of a
     default profile, each from opening the model to the result."""
@@ -93,7 +103,7 @@ def main() -> None:
     out = Path(args.exports)
     plain = _export("none", out) / "1" / "model.onnx"
     rows = {}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+    print(f"machine: {_machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} at start; {args.threads} threads, {runs} rounds, spinning off")
     for variant in args.variants.split(","):
         folder = _export(variant, out)
