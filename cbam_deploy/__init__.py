@@ -24,6 +24,7 @@ _interrupts.install_for_console_script()
 # public name -> module that defines it
 _LAZY = {
     "export": "cbam_deploy.api", "validate": "cbam_deploy.api", "benchmark": "cbam_deploy.api",
+    "profile": "cbam_deploy.api",
     "ExportOptions": "cbam_deploy.api", "ValidationReport": "cbam_deploy.api",
     "ExportReport": "cbam_deploy.api",
     "LoadReport": "cbam_deploy.checkpoint", "load_checkpoint": "cbam_deploy.checkpoint",

@@ -120,3 +120,51 @@ def _finite(label: str, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]
             raise CheckFailedError(f"{label}: output {name!r} has NaN or Inf values; the model is broken "
                                    "(corrupted weights?) and its timings would mean nothing")
     return outputs
+
+
+def profile(model: str | Path | ExportedModel, *, backend: str = "onnxruntime-cpu", precision: str = "fp32",
+            batch: int = 1, threads: int = 2, warmup: int = 5, runs: int = 30, ablation: str | None = None,
+            calibration: np.ndarray | None = None, optimization_level: str = "all", trust_model_code: bool = False,
+            also_time: dict[str, str | bytes] | None = None):
+    """Where the latency goes: ``backend``'s profile of the export (at ``precision``, FP16/INT8 derived
+    from the FP32 export as ``benchmark`` does), each executed node attributed to a PyTorch module and
+    each attention block split into channel attention, spatial attention and gating.
+
+    Returns a :class:`cbam_deploy.profiling.ProfileReport` (``attention_share``, ``attributed_share``,
+    ``modules``, ``blocks``, ``to_dict()``, ``to_markdown()``). ``ablation``: ``"network"`` also times
+    the export with its attention bypassed, ``"stages"`` also per stage, in the same rounds;
+    ``also_time``: other models with the same inputs (label -> path or bytes) timed in those rounds.
+    """
+    from ..profiling import profile_model
+
+    _check_numbers([batch], threads, warmup, runs, None)
+    exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
+    if not any(0 in d for d in exported.input_dynamic_axes()) and batch != exported.traced_shape[0]:
+        raise UsageError(f"{exported.name} has a fixed batch size {exported.traced_shape[0]}; cannot profile batch {batch}")
+    feed32 = _feed(exported, batch)
+    if precision == exported.metadata.get("precision", "fp32"):
+        source: Any = exported.onnx_path  # the file itself: no copy of a 100 MB proto
+        specs = exported.input_specs()
+    else:
+        models = precision_models(exported, [precision], calibration, "array" if calibration is not None else "")
+        if isinstance(models[precision], str):
+            raise UsageError(f"cannot profile {precision}: {models[precision]}")
+        source = models[precision]
+        specs = _input_specs(source)
+    feed = {s.name: feed32[s.name].astype(s.dtype) for s in specs}
+    return profile_model(source, feed, backend=backend, threads=threads, warmup=warmup, runs=runs,
+                         name=f"{exported.name} {precision} batch {batch}", ablation=ablation,
+                         optimization_level=optimization_level, also_time=also_time)
+
+
+def _input_specs(model: bytes):
+    """The graph inputs' names and numpy dtypes (an FP16 export without kept I/O types takes float16)."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    from ..backends.base import TensorSpec
+
+    proto = onnx.load_from_string(model)
+    inits = {t.name for t in proto.graph.initializer}
+    return [TensorSpec(i.name, np.dtype(tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)), ())
+            for i in proto.graph.input if i.name not in inits]

@@ -8,8 +8,9 @@ from typing import Sequence
 
 from ..errors import UsageError
 from ..options import BACKENDS, ORT_PROVIDERS, PRECISIONS
-from .args import (add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args, add_precisions_arg,
+from .args import (add_calibration_arg, add_json_args, add_model_folder_args, add_precisions_arg,
                    add_report_args, check_output_files, csv_choices, csv_positive_ints, non_negative_int, positive_float, positive_int)
+from .bench_profile import add_profile_args, run_profile
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 HOW_TO_READ = ("Configurations are timed interleaved in one process (one call each per round), ONNX Runtime "
@@ -30,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"time these backends side by side instead (comma-separated, the names cbam-validate takes: "
                         f"{','.join(b for b in BACKENDS if b != 'tensorrt')}); bf16 only where a backend runs it "
                         "natively (openvino)")
-    add_batch_sizes_arg(p, "1,8")
-    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed calls per configuration (default 10)")
-    p.add_argument("--runs", type=positive_int, default=50, help="timed rounds (default 50)")
+    p.add_argument("--batch-sizes", default=None, metavar="N,M",
+                   help="comma-separated batch sizes for dynamic-batch models (default 1,8; with --profile: 1)")
+    p.add_argument("--warmup", type=non_negative_int, default=None,
+                   help="untimed calls per configuration (default 10; with --profile: 5)")
+    p.add_argument("--runs", type=positive_int, default=None, help="timed rounds (default 50; with --profile: 30)")
     p.add_argument("--seconds", type=positive_float, default=None, help="time budget per batch size instead of --runs")
     p.add_argument("--threads", type=positive_int, default=2, help="intra-op threads for torch and ONNX Runtime (default 2)")
     p.add_argument("--optimization-level", choices=("disable", "basic", "extended", "all"), default="all",
@@ -40,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eager", dest="eager", action="store_false", help="skip eager PyTorch")
     p.add_argument("--bare", action="store_true", help="also time a bare InferenceSession.run (FP32): the runner's overhead")
     add_calibration_arg(p, "Default: 'reference' for the reference model.")
+    add_profile_args(p)
     add_json_args(p)
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="write a bar chart of median latencies")
-    add_report_args(p, markdown=False)
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="write a bar chart of median latencies (with "
+                   "--profile: stacked bars per stage and per attention block; needs the 'plot' extra)")
+    add_report_args(p, markdown=True)
     add_debug_flag(p)
     return p
 
@@ -53,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import console, print_json, write_reports
 
-    check_output_files(args, "json_out", "plot")
+    check_output_files(args, "json_out", "plot", "markdown")
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
-    batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
+    if args.profile:
+        return run_profile(args, precisions)
+    if args.ablation or args.profile_backend != "onnxruntime":
+        raise UsageError("--ablation and --profile-backend belong to a profile: add --profile")
+    batch_sizes = csv_positive_ints(args.batch_sizes or "1,8", "--batch-sizes")
     backends = csv_choices(args.backends, [b for b in BACKENDS if b != "tensorrt"], "--backends") if args.backends is not None else None
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     if args.eager and model.needs_trust:
@@ -67,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     status.start()
     try:
         timings = benchmark(model, eager=args.eager, precisions=precisions, provider=args.provider,
-                            batch_sizes=batch_sizes, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                            batch_sizes=batch_sizes, threads=args.threads,
+                            warmup=10 if args.warmup is None else args.warmup, runs=args.runs or 50,
                             seconds=args.seconds, calibration=calibration, bare=args.bare,
                             optimization_level=args.optimization_level, backends=backends,
                             on_batch=lambda b, n: status.update(f"batch {b}: {n} configurations interleaved"))
@@ -84,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     write_reports(args, result)
+    if args.markdown:
+        from ..artifacts import atomic_write_text
+
+        atomic_write_text(args.markdown, _markdown(rows, f"cbam-bench {model.name}"))
     if args.plot:
         from ..artifacts import atomic_write_bytes
         from ..bench import plot_png
@@ -106,6 +120,16 @@ def _print_table(rows: list[dict], title: str, json_stdout: bool) -> None:
                       f"{r['p99_ms']:.2f}", f"{r['throughput_per_s']:.0f}",
                       "-" if r["vs_eager"] is None else f"{r['vs_eager']:.2f}x")
     console(json_stdout).print(table)
+
+
+def _markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}\n", "| configuration | batch | runs | p50 ms | p90 ms | p99 ms | images/s | speed vs eager |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['batch']} | {r['runs']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['throughput_per_s']:.0f} | "
+                     + ("-" if r["vs_eager"] is None else f"{r['vs_eager']:.2f}x") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -132,11 +132,12 @@ def _options(ort, threads: int | None, spinning: bool, optimization_level: str,
 
 def create_session(model: str | Path | bytes, *, provider: str = "cpu", threads: int | None = None,
                    spinning: bool = True, optimization_level: str = "all",
-                   optimized_model_path: str | Path | None = None):
+                   optimized_model_path: str | Path | None = None, profile_prefix: str | Path | None = None):
     """An ``InferenceSession`` on exactly the provider asked for, or a one-line error saying why not.
 
     ``spinning=False`` turns intra-op spin-waiting off: needed when several sessions are timed
-    side by side in one process, or their idle threads steal each other's cores.
+    side by side in one process, or their idle threads steal each other's cores. ``profile_prefix``
+    turns ONNX Runtime's profiler on (its JSON goes to ``<prefix>_<date>.json``; the caller removes it).
     """
     ort = import_ort()
     problem = provider_problem(provider)
@@ -144,6 +145,9 @@ def create_session(model: str | Path | bytes, *, provider: str = "cpu", threads:
         raise MissingDependencyError(problem)
     wanted = PROVIDER_ALIASES[provider]
     options = _options(ort, threads, spinning, optimization_level, optimized_model_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     source = model if isinstance(model, bytes) else str(model)
     quiet = captured_native_output() if provider != "cpu" else contextlib.nullcontext([])
     try:
