@@ -36,9 +36,32 @@ class Fp16Report:
                 "why": sorted(set(self.kept_fp32.values()))}
 
 
+def fp16_rule_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """Node -> why it stays FP32 by rule (attention regions, FP16-sensitive ops, casts to float32);
+    ``model``'s nodes must be named (``ensure_node_names``)."""
+    kept: dict[str, str] = {}
+    for region in find_attention_regions(model):
+        for name in region.nodes:
+            kept[name] = ATTENTION_RULE
+    silu = _silu_sigmoids(model)
+    for node in model.graph.node:
+        if node.op_type in ALWAYS_FP32_OPS and node.name not in silu:
+            kept.setdefault(node.name, f"{node.op_type} is FP16-sensitive")
+        elif node.op_type == "Cast" and _casts_to_float32(node):
+            # The converter retypes a Cast's output to FP16 but leaves its `to` at FLOAT, which ONNX
+            # Runtime refuses at load (seen in detectors' anchor grids: arange(..., dtype=x.dtype)).
+            # Kept FP32, the converter casts its result to FP16 for the nodes that read it.
+            kept.setdefault(node.name, "Cast to float32 (index or grid arithmetic)")
+    return kept
+
+
+ATTENTION_RULE = "attention region (pooling, channel MLP, channel mean/max, spatial conv, sigmoid gate)"
+
+
 def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
-                    keep_fp32_nodes: list[str] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
-    """Return an FP16 copy of an FP32 model, attention regions and ``keep_fp32_nodes`` in FP32."""
+                    keep_fp32_nodes: list[str] | dict[str, str] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
+    """Return an FP16 copy of an FP32 model, attention regions and ``keep_fp32_nodes`` (names, or
+    name -> why) in FP32."""
     try:
         from onnxconverter_common import float16
     except ImportError:
@@ -46,20 +69,9 @@ def convert_to_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     model = onnx.ModelProto.FromString(model.SerializeToString())
     ensure_node_names(model)
     report = Fp16Report(keep_io_types=keep_io_types)
-    for region in find_attention_regions(model):
-        for name in region.nodes:
-            report.kept_fp32[name] = "attention region (pooling, channel MLP, channel mean/max, spatial conv, sigmoid gate)"
-    silu = _silu_sigmoids(model)
-    for node in model.graph.node:
-        if node.op_type in ALWAYS_FP32_OPS and node.name not in silu:
-            report.kept_fp32.setdefault(node.name, f"{node.op_type} is FP16-sensitive")
-        elif node.op_type == "Cast" and _casts_to_float32(node):
-            # The converter retypes a Cast's output to FP16 but leaves its `to` at FLOAT, which ONNX
-            # Runtime refuses at load (seen in detectors' anchor grids: arange(..., dtype=x.dtype)).
-            # Kept FP32, the converter casts its result to FP16 for the nodes that read it.
-            report.kept_fp32.setdefault(node.name, "Cast to float32 (index or grid arithmetic)")
-    for name in keep_fp32_nodes or []:
-        report.kept_fp32[name] = "requested"
+    report.kept_fp32.update(fp16_rule_nodes(model))
+    reasons = keep_fp32_nodes if isinstance(keep_fp32_nodes, dict) else dict.fromkeys(keep_fp32_nodes or [], "requested")
+    report.kept_fp32.update(reasons)
     if keep_io_types:
         _split_consumed_outputs(model)
     _unshare_initializers(model, set(report.kept_fp32))
