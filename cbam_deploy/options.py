@@ -38,3 +38,6 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_METHOD = "minmax"
 #: --keep-float's value that chooses the modules by measurement.
 KEEP_FLOAT_AUTO = "auto"
+#: The INT8 flavor a backend runs fast and correctly (cbam-validate/cbam-bench derive INT8 cells in it).
+BACKEND_INT8_FLAVOR = {"onnxruntime-cpu": "u8s8", "onnxruntime-cuda": "s8s8", "onnxruntime-tensorrt": "s8s8",
+                       "tensorrt": "s8s8", "openvino": "u8s8"}

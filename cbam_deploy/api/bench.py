@@ -11,7 +11,7 @@ import numpy as np
 from ..bench import Timing, time_interleaved
 from ..errors import UsageError
 from ..model_dir import ExportedModel
-from .validate import precision_models
+from .validate import int8_flavor_for, precision_models
 
 
 def _check_numbers(batch_sizes: Sequence[int], threads: int, warmup: int, runs: int, seconds: float | None) -> None:
@@ -49,7 +49,9 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
     exported = model if isinstance(model, ExportedModel) else ExportedModel.open(model, trust_model_code=trust_model_code)
     if not any(0 in d for d in exported.input_dynamic_axes()):
         batch_sizes = [exported.traced_shape[0]]
-    models = precision_models(exported, precisions, calibration, "array" if calibration is not None else "")
+    flavor = int8_flavor_for(exported, f"onnxruntime-{provider}") if exported.metadata.get("precision") != "int8" \
+        else exported.metadata.get("int8_flavor", "s8s8")  # INT8 timed in the flavor this provider runs
+    models = precision_models(exported, precisions, calibration, "array" if calibration is not None else "", flavor)
     for p, m in models.items():
         if isinstance(m, str):
             raise UsageError(f"cannot benchmark {p}: {m}")
@@ -63,7 +65,7 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
             runners["eager fp32"] = stack.enter_context(
                 open_runner("torch", exported, **({} if eager is True else {"module": eager})))
         for p in precisions:
-            runners[f"onnxruntime {p}"] = stack.enter_context(open_runner(
+            runners[f"onnxruntime {p}" + (f" ({flavor})" if p == "int8" else "")] = stack.enter_context(open_runner(
                 f"onnxruntime-{provider}", models[p], threads=threads, spinning=False,
                 optimization_level=optimization_level))
         session = create_session(models[precisions[0]], provider=provider, threads=threads, spinning=False) if bare else None

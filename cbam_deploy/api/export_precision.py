@@ -39,6 +39,9 @@ class ModuleMap:
         from ..compare.graph_scopes import node_scopes
 
         scopes = node_scopes(proto, modules)
+        for node in proto.graph.node:
+            if not scopes.get(node.name):
+                scopes[node.name] = _by_suffix(node.name, modules)
         nodes: dict[str, list[str]] = {}
         for node in proto.graph.node:
             for module in scopes.get(node.name, []):
@@ -52,6 +55,19 @@ class ModuleMap:
 
     def members(self, module: str) -> list[str]:
         return self.nodes.get(module, []) if not module.startswith("node ") else [module[len("node "):]]
+
+
+def _by_suffix(name: str, modules: Collection[str]) -> list[str]:
+    """A TorchScript node name whose scope is a module called from outside its parent's forward
+    (``self.neck.l2norm(x)`` in the model's forward is named ``/l2norm/ReduceSum``): the one module
+    whose path ends with that scope, else none."""
+    parts = name.split("/")[1:-1] if name.startswith("/") else []
+    for k in range(len(parts), 0, -1):
+        tail = parts[k - 1]
+        found = [m for m in modules if m == tail or m.endswith("." + tail)]
+        if len(found) == 1:
+            return [found[0]]
+    return []
 
 
 def resolve_keep_float(names: Sequence[str], mapping: ModuleMap) -> list[str]:

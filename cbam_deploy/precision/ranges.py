@@ -96,6 +96,7 @@ def fp16_range_problems(model: onnx.ModelProto, ranges: Mapping[str, TensorRange
                 continue
             if r.max_abs > FP16_MAX:
                 problems.append(RangeProblem(out, node.name, "overflow", r.max_abs, fp16_readers))
-            elif r.nonzero and r.max_abs < FP16_TINY:
+            elif r.nonzero and r.max_abs < FP16_TINY and node.op_type != "Constant":
+                # A constant (an epsilon) is the converter's to clamp (Fp16Report.clamped_values).
                 problems.append(RangeProblem(out, node.name, "underflow", r.max_abs, fp16_readers))
     return problems
