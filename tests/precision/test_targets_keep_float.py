@@ -78,8 +78,9 @@ def test_keep_float_auto_keeps_the_module_that_overflows_fp16(tmp_path, capsys):
     """neck.l2norm's sum of squares reaches ~4e5 > 65504: ONNX Runtime CPU hides it, range analysis does not."""
     model = ["--model", f"{NETS}:build_ssd_like", "--input-shape", "1x3x32x32", "--precision", "fp16"]
     assert _export(tmp_path, *model, "--name", "plain") == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "neck.l2norm" in err and "65504" in err and "--keep-float auto" in err
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # progress lines above it
+    assert err.startswith("cbam-export: error: fp16") and "neck.l2norm" in err and "65504" in err
+    assert "--keep-float auto" in err
     assert not (tmp_path / "plain").exists()
     assert _export(tmp_path, *model, "--keep-float", "auto", "--name", "auto") == 0
     report = json.loads((tmp_path / "auto" / "export.json").read_text())
@@ -99,15 +100,15 @@ def test_keep_float_by_module_name_and_unknown_names(tmp_path, capsys):
     assert kept == {"neck.l2norm": {"why": "user", "detail": "--keep-float"}}
     capsys.readouterr()
     assert _export(tmp_path, *model, "--keep-float", "neck.l2nrm", "--name", "bad") == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "neck.l2nrm" in err and "closest: neck.l2norm" in err
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cbam-export: error: --keep-float") and "neck.l2nrm" in err and "closest: neck.l2norm" in err
 
 
 def test_fp16_output_overflow_names_the_output_not_an_fp32_module(tmp_path, capsys):
     assert _export(tmp_path, "--model", f"{NETS}:build_huge_logits", "--input-shape", "1x3x16x16", "--precision",
                    "fp16", "--name", "huge") == 1
-    err = capsys.readouterr().err.strip()
-    assert "output 'output' overflows FP16" in err and "starts at module fc" in err and "--keep-float auto" in err
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cbam-export: error: fp16") and "output 'output' overflows FP16" in err and "starts at module fc" in err and "--keep-float auto" in err
 
 
 def test_int8_keep_float_auto_meets_the_task_gate(tmp_path):
