@@ -118,3 +118,31 @@ def test_int8_keep_float_auto_meets_the_task_gate(tmp_path):
     gate = details["keep_float_auto"]["gate"]
     assert gate["accuracy_drop_points"] <= 1.0 and gate["top1_agreement"] >= 0.97
     assert all(entry["why"] == "error" for entry in details["kept_float_modules"].values())
+
+
+def test_int8_keep_float_auto_adds_the_worst_module_while_the_gate_fails(tmp_path, monkeypatch):
+    """The search itself: a gate that fails once makes it keep one module, chosen by localized error."""
+    from cbam_deploy.api import export_keep_float as ekf
+
+    real_gate = ekf._gate
+    calls = []
+
+    def failing_once(*args):
+        gate = real_gate(*args)
+
+        def judged(model: bytes):
+            result = gate(model)
+            calls.append(result)
+            return result if len(calls) > 1 else ekf.GateResult(False, "forced failure", result.values)
+
+        return judged
+
+    monkeypatch.setattr(ekf, "_gate", failing_once)
+    assert _export(tmp_path, "--precision", "int8", "--calibration", "reference", "--keep-float", "auto",
+                   "--name", "auto") == 0
+    details = json.loads((tmp_path / "auto" / "export.json").read_text())["metadata"]["precision_details"]
+    kept = details["kept_float_modules"]
+    assert len(kept) == 1 and next(iter(kept.values()))["why"] == "error" and len(calls) == 2
+    module = next(iter(kept))
+    assert details["excluded_nodes"].get(f"error: kept float ({module})", 0) > 0
+    assert details["keep_float_auto"]["speed_cost"]["slowdown"] > 0
