@@ -163,10 +163,14 @@ def main() -> None:
     p.add_argument("--no-openvino", action="store_true", help="time ONNX Runtime only")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args()
-    args.variants = ["original"] if args.quick else VARIANTS
-    args.accuracy_variants = ["original"] if args.quick else VARIANTS
+    chosen = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    if chosen and any(v not in VARIANTS for v in chosen):
+        p.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    args.variants = chosen or (["original"] if args.quick else VARIANTS)
+    args.accuracy_variants = args.variants
     args.methods = ["minmax"] if args.quick else METHODS
     if args.quick:
         args.repeats = min(args.repeats, 5)

@@ -82,8 +82,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         "one tensor; dict keys (boxes, scores) and positions (output_0, output_1.2) for structured "
                         "outputs, which are flattened")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: explicit Q/DQ "
-                        "(symmetric, per-channel), needs --calibration. Precision lives in the ONNX, as strongly "
+                   help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: Q/DQ in the "
+                        "flavor --target runs fast, needs --calibration. Precision lives in the ONNX, as strongly "
                         "typed TensorRT requires")
     p.add_argument("--keep-io-types", action=argparse.BooleanOptionalAction, default=True,
                    help="fp16: keep FP32 inputs and outputs (default on)")

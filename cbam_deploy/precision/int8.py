@@ -139,6 +139,24 @@ def _exclusions(model: onnx.ModelProto, *, symmetric: bool, quantize_attention: 
 
 
 ATTENTION_RULE = "attention region (sigmoid gate and what feeds it)"
+#: Entropy (KL) calibration as TensorRT does it: 2048 histogram bins, 128 quantized bins. Why not
+#: quantize_static's own: it passes no bin counts, and with its 128/128 default the KL search has a
+#: single candidate, the full range, so "entropy" gave exactly min-max's scales (measured, ORT 1.31).
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
+
+
+def _entropy_ranges(model: Path, reader: _Reader, folder: Path, *, symmetric: bool) -> Path:
+    """Tensor ranges by ONNX Runtime's entropy calibrator with useful bin counts, as a calibration cache."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(model, None, augmented_model_path=str(folder / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
+                                                  "symmetric": symmetric})
+    calibrator.collect_data(reader)
+    cache = folder / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
 
 
 def _quantize(model: onnx.ModelProto, calibration: np.ndarray, report: Int8Report, *, symmetric: bool,
@@ -161,9 +179,13 @@ def _quantize(model: onnx.ModelProto, calibration: np.ndarray, report: Int8Repor
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         names_after = {n.name for n in onnx.load(str(pre)).graph.node}
         excluded = [n for n in report.excluded if n in names_after]
+        reader, cache = _Reader(input_name, calibration), None
         try:
+            if method == "entropy":
+                cache = _entropy_ranges(pre, reader, Path(tmp), symmetric=symmetric)
+                reader = None
             quantize_static(
-                str(pre), str(dst), _Reader(input_name, calibration), quant_format=QuantFormat.QDQ,
+                str(pre), str(dst), reader, calibration_cache_path=cache, quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=["Conv"] if symmetric else None, per_channel=True,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded, calibrate_method=methods[method], extra_options=extra,
