@@ -177,3 +177,19 @@ def int8_stage(proto: onnx.ModelProto, calibration: np.ndarray, *, calibration_l
         quantized, report = quantize(kept)
     details = {**report.to_dict(), "target": target, "kept_float_modules": kept.modules, **extra}
     return quantized, details
+
+
+def overflow_diagnosis(fp32: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], eager_module) -> str | None:
+    """Why an FP16 model derived from ``fp32`` answered NaN/Inf, from range analysis of the FP32 graph:
+    the output that overflows and where it starts (a one-line hint), or None when nothing leaves FP16's range."""
+    from ..compare.eager_capture import user_modules
+    from ..onnx_export.graph import ensure_node_names
+    from ..precision.fp16 import fp16_rule_nodes
+    from ..precision.ranges import fp16_range_problems, tensor_ranges
+
+    proto = onnx.ModelProto.FromString(fp32.SerializeToString())
+    ensure_node_names(proto)
+    problems = fp16_range_problems(proto, tensor_ranges(proto, feeds), set(fp16_rule_nodes(proto)))
+    if not problems:
+        return None
+    return range_failure(problems, ModuleMap.of(proto, user_modules(eager_module)), [o.name for o in proto.graph.output])

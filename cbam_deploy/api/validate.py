@@ -229,8 +229,11 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
                                       floor=lambda feeds: _float32_floor(reference, feeds))
     except IntegrityError as exc:  # NaN/Inf out of finite inputs (e.g. FP16 overflow): this cell fails, the rest run
         cell.failures, cell.status = [str(exc)], "fail"
+        _explain_fp16(cell, model, reference, cases, make_feed)
         return
     cell.failures = cell.parity.failures()
+    if cell.failures:
+        _explain_fp16(cell, model, reference, cases, make_feed)
     if is_reference_task(meta):
         from ..reference.evaluate import evaluate_heldout
 
@@ -244,6 +247,16 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
     cell.status = "fail" if cell.failures else "pass"
 
 
+def _explain_fp16(cell: Cell, model: ExportedModel, reference, cases, make_feed) -> None:
+    """A failed FP16 cell derived from FP32: range analysis says which output overflowed and where."""
+    if cell.precision != "fp16" or model.metadata.get("precision", "fp32") != "fp32":
+        return
+    from .export_precision import overflow_diagnosis
+
+    feed = make_feed(reference.input_specs(), cases[0][1], np.random.default_rng(0))
+    cell.failures += [d for d in [overflow_diagnosis(model.proto, [feed], reference.model)] if d]
+
+
 def _float32_floor(reference, feeds: list[dict[str, np.ndarray]]) -> float:
     """float32 eager's own error on ``feeds`` (float64 copy of the reference module)."""
     from ..compare.conditioning import float32_floor
@@ -253,7 +266,9 @@ def _float32_floor(reference, feeds: list[dict[str, np.ndarray]]) -> float:
 
 def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], cases, make_feed, *, forced: bool):
     """Localize the first failed ONNX Runtime CPU cell (or, when forced, the first cell that ran)."""
-    candidates = [c for c in cells if c.status == "fail" and c.backend == "onnxruntime-cpu"]
+    # An FP16 overflow found by range analysis is explained already: localizing it would blame a module kept FP32.
+    candidates = [c for c in cells if c.status == "fail" and c.backend == "onnxruntime-cpu"
+                  and not any("overflows FP16" in f for f in c.failures)]
     if forced and not candidates:
         candidates = [c for c in cells if c.status != "skipped" and c.backend == "onnxruntime-cpu"]
     if not candidates:

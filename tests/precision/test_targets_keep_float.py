@@ -146,3 +146,19 @@ def test_int8_keep_float_auto_adds_the_worst_module_while_the_gate_fails(tmp_pat
     module = next(iter(kept))
     assert details["excluded_nodes"].get(f"error: kept float ({module})", 0) > 0
     assert details["keep_float_auto"]["speed_cost"]["slowdown"] > 0
+
+
+def test_validate_explains_an_fp16_cell_that_overflows(tmp_path):
+    """cbam-validate's derived FP16 answers Inf: the cell says which output overflowed and what to try."""
+    import cbam_deploy
+    from cbam_deploy.api.validate import validate
+
+    from ..fixtures.fp16_overflow_models import build_huge_logits
+
+    model = build_huge_logits()
+    cbam_deploy.export(model, ((1, 3, 16, 16),), out=tmp_path, name="huge")
+    report = validate(tmp_path / "huge", eager=model, precisions=["fp16"], batch_sizes=[1])
+    cell = report.cells[0]
+    assert cell.status == "fail" and any("output 'output' overflows FP16" in f and "--keep-float auto" in f
+                                         for f in cell.failures)
+    assert report.localization is None  # explained: nothing blamed on a module kept FP32
