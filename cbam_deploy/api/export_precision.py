@@ -130,6 +130,9 @@ def fp16_stage(proto: onnx.ModelProto, *, keep_io_types: bool, keep_float: Seque
     converted, report = convert_to_fp16(proto, keep_io_types=keep_io_types, keep_fp32_nodes=kept.nodes(mapping))
     details = report.to_dict()
     details["kept_float_modules"] = kept.modules
+    if kept.modules:  # an honest "unknown" rather than a CPU figure that says nothing about a GPU
+        details["kept_float_speed_cost"] = ("not measured: ONNX Runtime CPU computes FP16 nodes in float32, so a CPU "
+                                            "timing cannot show what FP32 modules cost on a GPU; cbam-bench on the GPU can")
     details["range_analysis"] = f"{len(feeds)} input batches, {len(ranges)} tensors of the FP32 graph"
     return converted, details
 

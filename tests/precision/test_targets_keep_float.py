@@ -30,7 +30,7 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("target, dtype", [("onnxruntime-cpu", np.uint8), ("tensorrt", np.int8)])
-def test_int8_export_is_in_its_targets_flavor_and_recorded(tmp_path, target, dtype):
+def test_int8_export_is_in_its_targets_flavor_and_recorded(tmp_path, capsys, target, dtype):
     assert _export(tmp_path, "--precision", "int8", "--calibration", "reference", "--target", target, "--name", "m") == 0
     report = json.loads((tmp_path / "m" / "export.json").read_text())
     meta = report["metadata"]
@@ -44,6 +44,13 @@ def test_int8_export_is_in_its_targets_flavor_and_recorded(tmp_path, target, dty
         assert any(np.any(z != 0) for z in zero_points)
     accuracy = report["heldout_accuracy"]
     assert accuracy["accuracy_drop_points"] <= 1.0 and accuracy["top1_agreement"] >= 0.97
+    if target == "onnxruntime-cpu":  # cbam-build refuses it in one line, before looking for TensorRT
+        from cbam_deploy.cli.build import main as build_main
+
+        capsys.readouterr()
+        assert build_main([str(tmp_path / "m"), "--out", str(tmp_path / "plans")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("cbam-build: error:") and "--target tensorrt" in err
 
 
 def test_build_refuses_another_targets_int8_flavor():
@@ -55,11 +62,17 @@ def test_build_refuses_another_targets_int8_flavor():
     check_build_flavor({"precision": "int8"})  # exported before --target: symmetric
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
-def test_calibration_methods_are_onnxruntimes(exported_resnet_mini, method):
+def test_calibration_methods_give_their_own_scales(exported_resnet_mini):
+    """Entropy is not min-max in disguise (quantize_static's own 128/128 bins made it exactly that)."""
     fp32, calibration = exported_resnet_mini
-    model, report = quantize_int8(fp32, calibration, calibration_label="t", flavor="u8s8", method=method)
-    assert report.to_dict()["calibration_method"] == method and report.qdq_pairs > 0
+    scales = {}
+    for method in ("minmax", "entropy"):
+        model, report = quantize_int8(fp32, calibration, calibration_label="t", flavor="u8s8", method=method)
+        assert report.to_dict()["calibration_method"] == method and report.qdq_pairs > 0
+        scales[method] = {t.name: float(onnx.numpy_helper.to_array(t)) for t in model.graph.initializer
+                          if t.name.endswith("_scale") and t.dims == []}
+    shared = set(scales["minmax"]) & set(scales["entropy"])
+    assert shared and any(scales["minmax"][k] != scales["entropy"][k] for k in shared)
 
 
 @pytest.fixture(scope="module")
