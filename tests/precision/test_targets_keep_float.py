@@ -175,3 +175,27 @@ def test_validate_explains_an_fp16_cell_that_overflows(tmp_path):
     assert cell.status == "fail" and any("output 'output' overflows FP16" in f and "--keep-float auto" in f
                                          for f in cell.failures)
     assert report.localization is None  # explained: nothing blamed on a module kept FP32
+
+
+def test_a_value_between_fp32_kept_nodes_never_passes_through_fp16():
+    """A kept node whose output also feeds an FP16 node: the converter casts it to FP16 and back for the
+    next kept node; a residual stream kept FP32 (1e5) would then be inf there."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from cbam_deploy.precision import convert_to_fp16
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "big"], ["a"], name="scale"), helper.make_node("Relu", ["a"], ["b"], name="relu"),
+         helper.make_node("Div", ["b", "big"], ["c"], name="unscale"), helper.make_node("Relu", ["c"], ["y"], name="out"),
+         helper.make_node("Sign", ["b"], ["side"], name="fp16_reader")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor("big", TensorProto.FLOAT, [], [1e5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    converted, _ = convert_to_fp16(model, keep_fp32_nodes=["scale", "relu", "unscale"])
+    x = np.array([[1.0, 2.0, -1.0, 0.5]], np.float32)
+    session = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(["y"], {"x": x})[0]
+    assert y.dtype == np.float32 and np.allclose(y, np.maximum(x, 0), rtol=1e-3)
