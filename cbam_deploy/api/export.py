@@ -306,13 +306,15 @@ def export(model, example_inputs, *, out: str | Path = "models", name: str | Non
            max_scaled_error: float | None = None, metadata: Mapping[str, Any] | None = None,
            optimize: bool | Sequence[str] = True, parity_shape: tuple[int, int] | None = None,
            progress: bool = False, reporter: StageReporter | None = None, target: str = DEFAULT_TARGET,
-           keep_float: Sequence[str] = (), options: ExportOptions | None = None) -> ExportReport:
+           keep_float: Sequence[str] = (), calibration_method: str = DEFAULT_CALIBRATION_METHOD,
+           options: ExportOptions | None = None) -> ExportReport:
     """Fold, export, simplify, check and prove parity for any eval-mode model; write ``out/name/``.
 
     ``example_inputs``: tensors (or shapes) in the order ``forward`` takes them. Outputs may be any
     nest of dicts, tuples and lists of tensors (named by their path; ``output_names`` renames).
     ``calibration`` (INT8): a preprocessed N x C x H x W float32 array, or a source string as
-    ``--calibration`` takes it. ``classifier`` adds top-1 agreement to parity. ``options`` replaces
+    ``--calibration`` takes it. ``target`` (where it will run) picks INT8's Q/DQ flavor; ``keep_float``:
+    PyTorch module names kept in float, or ``["auto"]``. ``classifier`` adds top-1 agreement to parity. ``options`` replaces
     all the keyword options at once. Raises ``CheckFailedError`` (nothing written) when a check fails.
     """
     if options is None:
@@ -320,7 +322,8 @@ def export(model, example_inputs, *, out: str | Path = "models", name: str | Non
                                 opset=opset, simplify=simplify, optimize=optimize, input_names=input_names,
                                 output_names=output_names, keep_io_types=keep_io_types, calibration=calibration,
                                 calibration_label=calibration_label, max_scaled_error=max_scaled_error,
-                                parity_shape=parity_shape, force=force, target=target, keep_float=list(keep_float))
+                                parity_shape=parity_shape, force=force, target=target, keep_float=list(keep_float),
+                                calibration_method=calibration_method)
     source = ModuleSource(model, example_inputs, classifier=classifier, metadata=dict(metadata or {}))
     return export_source(source, options, reporter=reporter or (RichReporter() if progress else SilentReporter()))
 
