@@ -29,3 +29,19 @@ ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")
 TRITON_MAX_BATCH = 8
 DEFAULT_VARIANT = "original"
 DEFAULT_ARCH = "resnet_mini"
+#: Where a precision export will run (cbam-export --target); INT8's Q/DQ flavor follows it.
+TARGETS = ("onnxruntime-cpu", "onnxruntime-cuda", "openvino", "tensorrt")
+DEFAULT_TARGET = "onnxruntime-cpu"
+#: INT8 Q/DQ flavors: u8s8 = uint8 asymmetric activations, int8 per-channel weights (x86 integer
+#: kernels take uint8 activations); s8s8 = int8 symmetric activations and weights, zero points 0
+#: (TensorRT's explicit quantization). Which target gets which is measured: docs/guides/precision.md.
+INT8_FLAVORS = ("u8s8", "s8s8")
+TARGET_INT8_FLAVOR = {"onnxruntime-cpu": "u8s8", "onnxruntime-cuda": "s8s8", "openvino": "u8s8", "tensorrt": "s8s8"}
+#: ONNX Runtime's calibration methods (cbam-export --calibration-method).
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIBRATION_METHOD = "minmax"
+#: --keep-float's value that chooses the modules by measurement.
+KEEP_FLOAT_AUTO = "auto"
+#: The INT8 flavor a backend runs fast and correctly (cbam-validate/cbam-bench derive INT8 cells in it).
+BACKEND_INT8_FLAVOR = {"onnxruntime-cpu": "u8s8", "onnxruntime-cuda": "s8s8", "onnxruntime-tensorrt": "s8s8",
+                       "tensorrt": "s8s8", "openvino": "u8s8"}

@@ -11,7 +11,7 @@ import numpy as np
 from ..bench import Timing, time_interleaved
 from ..errors import UsageError
 from ..model_dir import ExportedModel
-from .validate import precision_models
+from .validate import int8_flavor_for, precision_models
 
 
 def _check_numbers(batch_sizes: Sequence[int], threads: int, warmup: int, runs: int, seconds: float | None) -> None:
@@ -53,7 +53,17 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
     if not any(0 in d for d in exported.input_dynamic_axes()):
         batch_sizes = [exported.traced_shape[0]]
     plan = _configurations(backends, provider, precisions)
-    models = precision_models(exported, precisions, calibration, "array" if calibration is not None else "")
+    models = precision_models(exported, [p for p in precisions if p != "int8"], calibration,
+                              "array" if calibration is not None else "")
+    flavors: dict[str, str] = {}  # backend -> the INT8 flavor it runs (an INT8 export keeps its own)
+    for _, backend, p in plan:
+        if p != "int8" or backend in flavors:
+            continue
+        flavors[backend] = (exported.metadata.get("int8_flavor", "s8s8") if exported.metadata.get("precision") == "int8"
+                            else int8_flavor_for(exported, backend))
+        same = next((b for b, f in flavors.items() if f == flavors[backend] and f"int8 {b}" in models), None)
+        models[f"int8 {backend}"] = models[f"int8 {same}"] if same else precision_models(
+            exported, ["int8"], calibration, "array" if calibration is not None else "", flavors[backend])["int8"]
     for p, m in models.items():
         if isinstance(m, str):
             raise UsageError(f"cannot benchmark {p}: {m}")
@@ -70,8 +80,11 @@ def benchmark(model: str | Path | ExportedModel, *, eager: Any = True, precision
             options: dict[str, Any] = ({"threads": threads, "precision": "bf16" if p == "bf16" else "fp32"}
                                        if backend == "openvino" else
                                        {"threads": threads, "spinning": False, "optimization_level": optimization_level})
-            runners[label] = stack.enter_context(open_runner(backend, models[p], **options))
-        session = create_session(models[precisions[0]], provider=provider, threads=threads, spinning=False) if bare else None
+            label += f" ({flavors[backend]})" if p == "int8" else ""
+            runners[label] = stack.enter_context(open_runner(backend, models[f"int8 {backend}" if p == "int8" else p],
+                                                             **options))
+        first = models[precisions[0]] if precisions[0] != "int8" else models[f"int8 {plan[0][1]}"]
+        session = create_session(first, provider=provider, threads=threads, spinning=False) if bare else None
         for batch in batch_sizes:
             feed32 = _feed(exported, batch)
             calls = {label: (lambda r=runner, n=label, f={s.name: feed32[s.name].astype(s.dtype)

@@ -131,6 +131,18 @@ def tensorrt_parity(plan: Path, exported, reference, profile: Profile):
                                make_feed=random_feed)
 
 
+def check_build_flavor(metadata: dict[str, Any]) -> None:
+    """TensorRT builds symmetric int8 Q/DQ (zero points 0) only: refuse another target's INT8 flavor
+    in one line saying what to run instead. Exports older than --target are s8s8."""
+    from ..options import TARGET_INT8_FLAVOR
+
+    flavor = metadata.get("int8_flavor", "s8s8")
+    if metadata.get("precision") == "int8" and flavor != TARGET_INT8_FLAVOR["tensorrt"]:
+        raise UsageError(f"this INT8 model was exported for --target {metadata.get('target', '?')} ({flavor} Q/DQ: uint8 "
+                         "activations with zero points TensorRT cannot build); re-export it for TensorRT: cbam-export "
+                         "... --precision int8 --target tensorrt")
+
+
 def build(model: str | Path, *, out: str | Path = "models", name: str | None = None, force: bool = False,
           max_batch: int = DEFAULT_MAX_BATCH, min_shape: str | None = None, opt_shape: str | None = None,
           max_shape: str | None = None, workspace_mib: int | None = None, timing_cache: str | Path | None = None,
@@ -146,6 +158,7 @@ def build(model: str | Path, *, out: str | Path = "models", name: str | None = N
     if workspace_mib is not None and workspace_mib <= 0:
         raise UsageError(f"--workspace must be a positive number of MiB, got {workspace_mib}")
     exported = ExportedModel.open(model, trust_model_code=trust_model_code, verify=verify)
+    check_build_flavor(exported.metadata)
     profile = plan_profile(exported, max_batch=max_batch, min_shape=min_shape, opt_shape=opt_shape,
                            max_shape=max_shape)
     name = name or f"{exported.name}_trt"

@@ -18,8 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CheckFailedError, UsageError
-from ..options import DEFAULT_EXPORTER, DEFAULT_OPSET, DEFAULT_REWRITES, DYNAMIC_MODES, EXPORTERS, MIN_OPSET, \
-    ONNX_PRECISIONS, TRITON_MAX_BATCH
+from ..options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, DEFAULT_OPSET, \
+    DEFAULT_REWRITES, DEFAULT_TARGET, DYNAMIC_MODES, EXPORTERS, KEEP_FLOAT_AUTO, MIN_OPSET, ONNX_PRECISIONS, TARGETS, \
+    TRITON_MAX_BATCH
 from ..progress import RichReporter, SilentReporter, StageReporter
 from .export_sources import BuiltinSource, FactorySource, ModelSource, ModuleSource, SourceModel
 
@@ -44,6 +45,10 @@ class ExportOptions:
     keep_io_types: bool = True
     calibration: np.ndarray | str | None = None  # INT8: an array, or a source as --calibration takes it
     calibration_label: str = ""
+    #: where the model will run: INT8's Q/DQ flavor follows it (options.TARGET_INT8_FLAVOR)
+    target: str = DEFAULT_TARGET
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
+    keep_float: Sequence[str] = ()  # PyTorch module names kept in float, or ["auto"]
     max_scaled_error: float | None = None  # overrides the gate (recorded)
     parity_shape: tuple[int, int] | None = None  # the untraced parity resolution (default: probed)
     triton_max_batch: int = TRITON_MAX_BATCH
@@ -53,7 +58,8 @@ class ExportOptions:
     def check(self) -> None:
         """One-line ``UsageError`` for a value no stage could use."""
         for value, valid, what in ((self.precision, ONNX_PRECISIONS, "precision"), (self.dynamic, DYNAMIC_MODES, "--dynamic mode"),
-                                   (self.exporter, EXPORTERS, "exporter")):
+                                   (self.exporter, EXPORTERS, "exporter"), (self.target, TARGETS, "--target"),
+                                   (self.calibration_method, CALIBRATION_METHODS, "--calibration-method")):
             if value not in valid:
                 raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
         if self.opset < MIN_OPSET:
@@ -70,6 +76,10 @@ class ExportOptions:
             raise UsageError(f"--parity-shape must be HxW with positive sizes, got {self.parity_shape}")
         if self.calibration is not None and self.precision == "fp32":
             raise UsageError("--calibration is only used with --precision int8 (or fp16, as parity inputs)")
+        if self.keep_float and self.precision == "fp32":
+            raise UsageError("--keep-float goes with --precision fp16 or int8 (an fp32 export is all float)")
+        if KEEP_FLOAT_AUTO in self.keep_float and len(self.keep_float) > 1:
+            raise UsageError("--keep-float auto chooses the modules itself; give either auto or module names")
         if self.precision == "int8" and self.calibration is None:
             raise UsageError("--precision int8 needs --calibration DIR|FILE.npy|reference|synthetic")
 
@@ -197,9 +207,10 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
             if feed is random_feed else None
         plan = par.plan_parity(prepared.eager, prepared.specs, prepared.shapes, prepared.axes, prepared.output_names,
                                make_feed=feed, parity_shape=options.parity_shape, known=known)
-    g = _graph_stages(prepared, plan, options, reporter, calibration, calibration_label)
+    g = _graph_stages(prepared, plan, options, reporter, calibration, calibration_label, built)
     meta = st.metadata(prepared, built.metadata, opset=options.opset, precision_name=options.precision,
                        classifier=built.classifier, exporter=options.exporter, rewrites=g.optimized.applied)
+    meta.update(_target_metadata(options))
     untraced = [shapes for label, shapes in plan.cases if "not traced" in label]
     if untraced:  # the resolution the model accepted: cbam-validate checks there too
         meta["parity_resolution"] = list(next(s for s in untraced[0] if len(s) == 4)[2:])
@@ -235,7 +246,7 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
 
 
 def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporter, calibration: np.ndarray | None,
-                  calibration_label: str) -> _Graph:
+                  calibration_label: str, built: SourceModel) -> _Graph:
     """fold -> export -> simplify -> check -> optimize -> precision."""
     from . import export_stages as st
     from ..onnx_export import graph
@@ -268,11 +279,24 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
     ops_optimized = op_counts(proto)
     details: dict[str, Any] = {}
     if options.precision != "fp32":
-        with reporter.stage(options.precision, "attention regions kept FP32" if options.precision == "fp16" else
-                            f"Q/DQ, symmetric, per-channel; calibration: {calibration_label}"):
-            proto, details = st.precision(proto, options.precision, keep_io_types=options.keep_io_types,
-                                          calibration=calibration, calibration_label=calibration_label)
+        from .export_keep_float import precision_stage
+
+        proto, details = precision_stage(proto, options, reporter, prepared=prepared, plan=plan, built=built,
+                                         calibration=calibration, calibration_label=calibration_label)
     return _Graph(proto, folded, exported.ops, ops_simplified, ops_optimized, optimized, details)
+
+
+def _target_metadata(options: ExportOptions) -> dict[str, Any]:
+    """The target always; INT8's flavor and calibration method with INT8."""
+    from ..options import TARGET_INT8_FLAVOR
+
+    meta: dict[str, Any] = {"target": options.target}
+    if options.precision == "int8":
+        meta["int8_flavor"] = TARGET_INT8_FLAVOR[options.target]
+        meta["calibration_method"] = options.calibration_method
+    if options.keep_float:
+        meta["keep_float"] = list(options.keep_float)
+    return meta
 
 
 def export(model, example_inputs, *, out: str | Path = "models", name: str | None = None, precision: str = "fp32",
@@ -282,14 +306,16 @@ def export(model, example_inputs, *, out: str | Path = "models", name: str | Non
            simplify: bool = True, force: bool = False, classifier: bool = False,
            max_scaled_error: float | None = None, metadata: Mapping[str, Any] | None = None,
            optimize: bool | Sequence[str] = True, parity_shape: tuple[int, int] | None = None,
-           progress: bool = False, reporter: StageReporter | None = None,
+           progress: bool = False, reporter: StageReporter | None = None, target: str = DEFAULT_TARGET,
+           keep_float: Sequence[str] = (), calibration_method: str = DEFAULT_CALIBRATION_METHOD,
            options: ExportOptions | None = None) -> ExportReport:
     """Fold, export, simplify, check and prove parity for any eval-mode model; write ``out/name/``.
 
     ``example_inputs``: tensors (or shapes) in the order ``forward`` takes them. Outputs may be any
     nest of dicts, tuples and lists of tensors (named by their path; ``output_names`` renames).
     ``calibration`` (INT8): a preprocessed N x C x H x W float32 array, or a source string as
-    ``--calibration`` takes it. ``classifier`` adds top-1 agreement to parity. ``options`` replaces
+    ``--calibration`` takes it. ``target`` (where it will run) picks INT8's Q/DQ flavor; ``keep_float``:
+    PyTorch module names kept in float, or ``["auto"]``. ``classifier`` adds top-1 agreement to parity. ``options`` replaces
     all the keyword options at once. Raises ``CheckFailedError`` (nothing written) when a check fails.
     """
     if options is None:
@@ -297,7 +323,8 @@ def export(model, example_inputs, *, out: str | Path = "models", name: str | Non
                                 opset=opset, simplify=simplify, optimize=optimize, input_names=input_names,
                                 output_names=output_names, keep_io_types=keep_io_types, calibration=calibration,
                                 calibration_label=calibration_label, max_scaled_error=max_scaled_error,
-                                parity_shape=parity_shape, force=force)
+                                parity_shape=parity_shape, force=force, target=target, keep_float=list(keep_float),
+                                calibration_method=calibration_method)
     source = ModuleSource(model, example_inputs, classifier=classifier, metadata=dict(metadata or {}))
     return export_source(source, options, reporter=reporter or (RichReporter() if progress else SilentReporter()))
 

@@ -163,22 +163,6 @@ def optimize(proto: onnx.ModelProto, rewrites: Sequence[str]) -> tuple[onnx.Mode
     return optimize_graph(proto, list(rewrites))
 
 
-def precision(proto: onnx.ModelProto, precision_name: str, *, keep_io_types: bool, calibration: np.ndarray | None,
-              calibration_label: str) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """FP16 (attention kept FP32) or INT8 Q/DQ on the FP32 graph; FP32 passes through."""
-    if precision_name == "fp16":
-        from ..precision import convert_to_fp16
-
-        proto, fp16 = convert_to_fp16(proto, keep_io_types=keep_io_types)
-        return proto, fp16.to_dict()
-    if precision_name == "int8":
-        from ..precision import quantize_int8
-
-        proto, int8 = quantize_int8(proto, calibration, calibration_label=calibration_label)
-        return proto, int8.to_dict()
-    return proto, {}
-
-
 def metadata(prepared: Prepared, base: Mapping[str, Any], *, opset: int, precision_name: str, classifier: bool,
              exporter: str, rewrites: Mapping[str, int]) -> dict[str, Any]:
     """What the ONNX says about itself (``metadata_props``) and export.json repeats."""

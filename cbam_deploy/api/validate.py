@@ -33,13 +33,14 @@ class Cell:
     parity: ParityReport | None = None
     accuracy: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
+    flavor: str = ""  # INT8's Q/DQ flavor (u8s8, s8s8)
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}" + (f" ({self.flavor})" if self.flavor else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "precision": self.precision, "status": self.status, "reason": self.reason,
+        return {"backend": self.backend, "precision": self.precision, "flavor": self.flavor or None, "status": self.status, "reason": self.reason,
                 "failures": self.failures, "accuracy": self.accuracy,
                 "parity": self.parity.to_dict() if self.parity else None}
 
@@ -71,8 +72,9 @@ class ValidationReport:
 
 
 def precision_models(model: ExportedModel, precisions: Sequence[str], calibration: np.ndarray | None,
-                     calibration_label: str) -> dict[str, bytes | str]:
-    """Serialized model per precision (or the reason it cannot be made), derived from the FP32 export."""
+                     calibration_label: str, int8_flavor: str | None = None) -> dict[str, bytes | str]:
+    """Serialized model per precision (or the reason it cannot be made), derived from the FP32 export;
+    INT8 in ``int8_flavor`` (default: the flavor of the export's target, see ``int8_flavor_for``)."""
     from ..precision import convert_to_fp16, quantize_int8
 
     source_precision = model.metadata.get("precision", "fp32")
@@ -89,8 +91,31 @@ def precision_models(model: ExportedModel, precisions: Sequence[str], calibratio
         elif calibration is None:
             out[precision] = "no calibration data (pass --calibration DIR|FILE.npy|synthetic)"
         else:
-            out[precision] = quantize_int8(model.proto, calibration, calibration_label=calibration_label)[0].SerializeToString()
+            out[precision] = quantize_int8(model.proto, calibration, calibration_label=calibration_label,
+                                           flavor=int8_flavor or int8_flavor_for(model))[0].SerializeToString()
     return out
+
+
+def int8_flavor_for(model: ExportedModel, backend: str | None = None) -> str:
+    """The INT8 flavor a cell times/validates: the backend's, else the export's (its target's)."""
+    from ..options import BACKEND_INT8_FLAVOR, DEFAULT_TARGET, TARGET_INT8_FLAVOR
+
+    if backend in BACKEND_INT8_FLAVOR:
+        return BACKEND_INT8_FLAVOR[backend]
+    return model.metadata.get("int8_flavor") or TARGET_INT8_FLAVOR[model.metadata.get("target", DEFAULT_TARGET)]
+
+
+def _cell_model(model: ExportedModel, models: dict[str, bytes | str], precision: str, backend: str,
+                calibration: np.ndarray | None, calibration_label: str) -> tuple[bytes | str, str]:
+    """A cell's model and INT8 flavor: an INT8 export as it is; INT8 derived from FP32 in the backend's."""
+    if precision != "int8":
+        return models[precision], ""
+    if model.metadata.get("precision") == "int8":
+        return models[precision], model.metadata.get("int8_flavor", "s8s8")
+    flavor = int8_flavor_for(model, backend)
+    if flavor == int8_flavor_for(model):
+        return models[precision], flavor
+    return precision_models(model, ["int8"], calibration, calibration_label, flavor)["int8"], flavor
 
 
 def _check_choices(values: Sequence[str], valid: Sequence[str], what: str) -> None:
@@ -131,8 +156,10 @@ def validate(model: str | Path | ExportedModel, *, eager=None, precisions: Seque
         reference = stack.enter_context(exported.eager_runner(eager))
         for precision in precisions:
             for backend in backends:
-                cell = _run_cell(exported, reference, backend, precision, models[precision], cases, make_feed,
+                data, flavor = _cell_model(exported, models, precision, backend, calibration, calibration_label)
+                cell = _run_cell(exported, reference, backend, precision, data, cases, make_feed,
                                  Path(tmp), accuracy_count)
+                cell.flavor = flavor
                 cells.append(cell)
                 if on_cell:
                     on_cell(cell)
@@ -213,8 +240,11 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
                                       floor=lambda feeds: _float32_floor(reference, feeds))
     except IntegrityError as exc:  # NaN/Inf out of finite inputs (e.g. FP16 overflow): this cell fails, the rest run
         cell.failures, cell.status = [str(exc)], "fail"
+        _explain_fp16(cell, model, reference, cases, make_feed)
         return
     cell.failures = cell.parity.failures()
+    if cell.failures:
+        _explain_fp16(cell, model, reference, cases, make_feed)
     if is_reference_task(meta):
         from ..reference.evaluate import evaluate_heldout
 
@@ -228,6 +258,16 @@ def _fill(cell: Cell, runner, reference, model: ExportedModel, cases, precision:
     cell.status = "fail" if cell.failures else "pass"
 
 
+def _explain_fp16(cell: Cell, model: ExportedModel, reference, cases, make_feed) -> None:
+    """A failed FP16 cell derived from FP32: range analysis says which output overflowed and where."""
+    if cell.precision != "fp16" or model.metadata.get("precision", "fp32") != "fp32":
+        return
+    from .export_precision import overflow_diagnosis
+
+    feed = make_feed(reference.input_specs(), cases[0][1], np.random.default_rng(0))
+    cell.failures += [d for d in [overflow_diagnosis(model.proto, [feed], reference.model)] if d]
+
+
 def _float32_floor(reference, feeds: list[dict[str, np.ndarray]]) -> float:
     """float32 eager's own error on ``feeds`` (float64 copy of the reference module)."""
     from ..compare.conditioning import float32_floor
@@ -237,7 +277,9 @@ def _float32_floor(reference, feeds: list[dict[str, np.ndarray]]) -> float:
 
 def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], cases, make_feed, *, forced: bool):
     """Localize the first failed ONNX Runtime CPU cell (or, when forced, the first cell that ran)."""
-    candidates = [c for c in cells if c.status == "fail" and c.backend == "onnxruntime-cpu"]
+    # An FP16 overflow found by range analysis is explained already: localizing it would blame a module kept FP32.
+    candidates = [c for c in cells if c.status == "fail" and c.backend == "onnxruntime-cpu"
+                  and not any("overflows FP16" in f for f in c.failures)]
     if forced and not candidates:
         candidates = [c for c in cells if c.status != "skipped" and c.backend == "onnxruntime-cpu"]
     if not candidates:

@@ -11,8 +11,9 @@ import sys
 from typing import Sequence
 
 from ..errors import UsageError
-from ..options import (DEFAULT_ARCH, DEFAULT_EXPORTER, DEFAULT_OPSET, DEFAULT_REWRITES, DEFAULT_VARIANT, DYNAMIC_MODES,
-                       EXPORTERS, ONNX_PRECISIONS, REWRITE_NAMES)
+from ..options import (CALIBRATION_METHODS, DEFAULT_ARCH, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, DEFAULT_OPSET,
+                       DEFAULT_REWRITES, DEFAULT_TARGET, DEFAULT_VARIANT, DYNAMIC_MODES, EXPORTERS, ONNX_PRECISIONS,
+                       REWRITE_NAMES, TARGET_INT8_FLAVOR, TARGETS)
 from ..shapes import parse_shape
 from .args import add_calibration_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     add_preprocessing_args(p)
     _export_args(p)
+    _precision_target_args(p)
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
     p.add_argument("--name", default=None, help="model name in the repository (default VARIANT_ARCH)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model of the same name")
@@ -82,8 +84,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         "one tensor; dict keys (boxes, scores) and positions (output_0, output_1.2) for structured "
                         "outputs, which are flattened")
     p.add_argument("--precision", choices=ONNX_PRECISIONS, default="fp32",
-                   help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: explicit Q/DQ "
-                        "(symmetric, per-channel), needs --calibration. Precision lives in the ONNX, as strongly "
+                   help="fp32 (default); fp16: half precision with CBAM attention kept FP32; int8: Q/DQ in the "
+                        "flavor --target runs fast, needs --calibration. Precision lives in the ONNX, as strongly "
                         "typed TensorRT requires")
     p.add_argument("--keep-io-types", action=argparse.BooleanOptionalAction, default=True,
                    help="fp16: keep FP32 inputs and outputs (default on)")
@@ -108,6 +110,23 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rewrites", default=None, metavar="A,B",
                    help=f"which rewrites --optimize applies (default {','.join(DEFAULT_REWRITES)}; all: "
                         f"{','.join(REWRITE_NAMES)})")
+
+
+def _precision_target_args(p: argparse.ArgumentParser) -> None:
+    """Where the precision export runs and what stays float (their own group)."""
+    g = p.add_argument_group("precision target")
+    flavors = ", ".join(f"{t} {f}" for t, f in TARGET_INT8_FLAVOR.items())
+    g.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET,
+                   help=f"where the model will run (default {DEFAULT_TARGET}); INT8 is written in the Q/DQ flavor "
+                        f"that target runs fast: {flavors} (u8s8: uint8 activations, int8 per-channel weights; s8s8: "
+                        "symmetric int8, zero points 0, as TensorRT needs). Recorded in the metadata")
+    g.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=DEFAULT_CALIBRATION_METHOD,
+                   help=f"INT8: ONNX Runtime's calibration method (default {DEFAULT_CALIBRATION_METHOD}, measured on the "
+                        "reference task: docs/guides/precision.md)")
+    g.add_argument("--keep-float", default=None, metavar="MODULE[,MODULE]|auto",
+                   help="fp16/int8: keep these PyTorch modules (e.g. layer1.0.cbam) in float, besides the attention "
+                        "rule; 'auto' chooses them by measurement (fp16: tensors out of FP16's range; int8: the "
+                        "fewest modules, worst error first, for the task gate)")
 
 
 def print_list() -> None:
@@ -189,7 +208,8 @@ def _options(args: argparse.Namespace):
                          input_names=_names(args.input_names), output_names=_names(args.output_names),
                          keep_io_types=args.keep_io_types, calibration=args.calibration,
                          max_scaled_error=args.max_scaled_error, parity_shape=parity_shape, force=args.force,
-                         seed=args.seed)
+                         seed=args.seed, target=args.target, calibration_method=args.calibration_method,
+                         keep_float=_names(args.keep_float) or [])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -246,14 +266,7 @@ def print_summary(report, *, json_stdout: bool = False) -> None:
     fused = f" (+{len(report.fold.exporter_fused)} fused by the exporter)" if report.fold.exporter_fused else ""
     console.print(f"BatchNorms folded: {len(report.fold.folded)}{fused}; BatchNormalization nodes in graph: "
                   f"{report.ops_after_simplify.get('BatchNormalization', 0)}")
-    details = report.metadata.get("precision_details")
-    if details and "kept_fp32_ops" in details:
-        console.print(f"fp16: kept FP32 ({', '.join(details['why'])}): "
-                      + ", ".join(f"{k} {v}" for k, v in details["kept_fp32_ops"].items())
-                      + f"; {details['casts_inserted']} Cast nodes inserted")
-    elif details:
-        console.print(f"int8: {details['qdq_pairs']} QuantizeLinear nodes, calibration: {details['calibration']}; "
-                      "not quantized: " + ", ".join(f"{why} ({n} nodes)" for why, n in details["excluded_nodes"].items()))
+    _print_precision(console, report)
     acc = report.extra.get("heldout_accuracy")
     if acc:
         console.print(f"held-out accuracy ({acc['count']} images): ONNX Runtime {100 * acc['top1']:.1f}% "
@@ -264,6 +277,30 @@ def print_summary(report, *, json_stdout: bool = False) -> None:
                       f"(p={ex['probability']:.3f})")
     console.print(f"[bold green]wrote[/] {report.onnx_path} ({report.size_bytes / 1e6:.2f} MB), {report.report_path} "
                   f"and {report.model_dir / 'config.pbtxt'} (Triton) in {report.timings.get('total', 0):.1f}s")
+
+
+def _print_precision(console, report) -> None:
+    """The target (always), what the precision stage did, and the modules kept in float and why."""
+    meta = report.metadata
+    details = meta.get("precision_details") or {}
+    flavor = f", int8 flavor {meta['int8_flavor']} ({details.get('flavor_description', '')})" if meta.get("int8_flavor") else ""
+    console.print(f"target: {meta.get('target', DEFAULT_TARGET)}{flavor}")
+    if details and "kept_fp32_ops" in details:
+        console.print(f"fp16: kept FP32 ({', '.join(details['why'])}): "
+                      + ", ".join(f"{k} {v}" for k, v in details["kept_fp32_ops"].items())
+                      + f"; {details['casts_inserted']} Cast nodes inserted")
+    elif details:
+        console.print(f"int8: {details['qdq_pairs']} QuantizeLinear nodes, calibration: {details['calibration']} "
+                      f"({details.get('calibration_method')}); not quantized: "
+                      + ", ".join(f"{why} ({n} nodes)" for why, n in details["excluded_nodes"].items()))
+    for module, entry in (details.get("kept_float_modules") or {}).items():
+        console.print(f"kept in float: [bold]{module}[/] ({entry['why']}: {entry['detail']})")
+    auto = details.get("keep_float_auto")
+    if auto:
+        gate = ", ".join(f"{k} {v:.4g}" for k, v in auto["gate"].items() if k != "kept_float")
+        cost = auto.get("speed_cost")
+        console.print(f"--keep-float auto: gate {gate}" + (f"; speed cost {cost['slowdown']:.2f}x "
+                                                            f"({cost['method']})" if cost else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

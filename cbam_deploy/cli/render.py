@@ -94,15 +94,16 @@ def print_validation(name: str, report, precisions: Sequence[str], *, json_stdou
                 "held-out top-1 (eager)"):
         table.add_column(col)
     for c in report.cells:
+        precision = c.precision + (f" ({c.flavor})" if getattr(c, "flavor", "") else "")  # INT8: u8s8 / s8s8
         if c.status == "skipped":
             continue
         if c.parity is None:  # failed before any comparison (e.g. NaN/Inf outputs)
-            table.add_row(c.backend, c.precision, f"[red]FAIL[/]: {c.failures[0]}", "", "", "", "", "")
+            table.add_row(c.backend, precision, f"[red]FAIL[/]: {c.failures[0]}", "", "", "", "", "")
             continue
         outs = [o for case in c.parity.cases for o in case.outputs]
         agree = [o.top1_agreement for o in outs if o.top1_agreement is not None]
         acc = c.accuracy
-        table.add_row(c.backend, c.precision, "[green]pass[/]" if c.status == "pass" else "[red]FAIL[/]",
+        table.add_row(c.backend, precision, "[green]pass[/]" if c.status == "pass" else "[red]FAIL[/]",
                       f"{max(o.scaled_error for o in outs):.2e}", gate_text(c),
                       f"{min(o.cosine for o in outs):.6f} (>= {c.parity.tolerance.min_cosine:g})",
                       f"{min(agree):.3f}" if agree else "-",
