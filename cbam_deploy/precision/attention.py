@@ -70,12 +70,22 @@ class _Graph:
                                               and node.op_type not in ("Shape", "Size")):
                 self.const.update(node.output)
 
+    def uncast(self, tensor: str) -> str:
+        """The tensor before any Cast/Identity (FP16 graphs cast at the borders of FP32 regions)."""
+        node = self.producer.get(tensor)
+        while node is not None and node.op_type in ("Cast", "Identity"):
+            tensor = node.input[0]
+            node = self.producer.get(tensor)
+        return tensor
+
     def scalar(self, tensor: str) -> float | None:
-        """A constant single-valued tensor's value (an initializer or a Constant node), else None."""
+        """A constant single-valued tensor's value (an initializer or a Constant node, maybe cast), else None."""
         if tensor in self.values:
             array = numpy_helper.to_array(self.values[tensor])
         else:
             node = self.producer.get(tensor)
+            if node is not None and node.op_type == "Cast":  # an FP16 graph casts shared constants back
+                return self.scalar(node.input[0])
             if node is None or node.op_type != "Constant" or not node.attribute:
                 return None
             attr = node.attribute[0]
@@ -158,7 +168,7 @@ def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
     for head, source, kind in heads:
         applied = _applications(g, head.output[0], valued)
         for multiplier, gated in applied:
-            if multiplier == head.output[0] and gated == source:
+            if multiplier == head.output[0] and g.uncast(gated) == g.uncast(source):
                 continue  # x * sigmoid(x), x * h_sigmoid(x): an activation (SiLU, h_swish)
             region = _ancestors(multiplier, g.producer) - _ancestors(gated, g.producer)
             order = [n.name for n in g.nodes if n.name in region]
