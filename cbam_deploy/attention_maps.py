@@ -183,7 +183,8 @@ def _maps(applied: list[tuple[str, torch.Tensor, int, int, tuple[int, ...]]]) ->
 
 def pick_block(maps: dict[str, np.ndarray], block: str | None) -> str:
     if not maps:
-        raise UsageError("the model has no spatial attention gate to show")
+        raise UsageError("the model has no spatial attention gate to show (channel-only gates such as SE and ECA "
+                         "have no spatial map)")
     if block is None:
         return next(iter(maps))  # the first block: the highest resolution
     if block not in maps:

@@ -86,7 +86,8 @@ def swap_adaptive_modules(model: nn.Module, example_inputs: Sequence[torch.Tenso
     swapped, left = [], []
     for name, module, kind, out in found:
         if _blocks(out):
-            why = _why_not(out, shapes.get(name))
+            why = _why_not(out, shapes.get(name)) if example_inputs is not None else \
+                "no example input to check that its output size divides the map"
             if why:
                 left.append(f"{name} ({module}: {why})")
                 continue

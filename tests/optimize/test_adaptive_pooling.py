@@ -103,3 +103,10 @@ def test_max_with_keepdim_exports_without_argmax(tmp_path):
 
     ops = {n.op_type for n in onnx.load(str(report.onnx_path)).graph.node}
     assert "ReduceMax" in ops and "ArgMax" not in ops
+
+
+def test_block_sizes_need_an_example_input_and_say_so():
+    model, left = Pooled(nn.AdaptiveMaxPool2d((2, 2))).eval(), []
+    assert globalize_pooling(model, left=left) == (model, [])
+    assert left == ["pool (AdaptiveMaxPool2d(output_size=(2, 2)): no example input to check that its output size "
+                    "divides the map)"]

@@ -148,3 +148,19 @@ def test_gates_found_again_in_the_fp16_graph_through_its_casts():
     fp16, _ = convert_to_fp16(proto)
     (region,) = find_attention_regions(fp16)
     assert region.kind == "hard_sigmoid"
+
+
+@pytest.mark.parametrize("form", ["nn_hardsigmoid", "relu6_div"])
+def test_int8_leaves_hard_sigmoid_gates_and_their_convs_unquantized(form):
+    from cbam_deploy.precision import quantize_int8
+
+    proto = export(SE(GATES[form]).eval())
+    (region,) = find_attention_regions(proto)
+    calibration = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    int8, report = quantize_int8(proto, calibration, calibration_label="test")
+    assert set(region.nodes) <= set(report.excluded)
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    producers = {o: n.op_type for n in int8.graph.node for o in n.output}
+    quantized = [c.name for c in convs if producers.get(c.input[1]) == "DequantizeLinear"]
+    gate_convs = {n.name for n in proto.graph.node if n.op_type == "Conv" and n.name in region.nodes}
+    assert len(gate_convs) == 2 and not gate_convs & set(quantized)
