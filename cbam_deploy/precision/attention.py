@@ -168,13 +168,29 @@ def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
     for head, source, kind in heads:
         applied = _applications(g, head.output[0], valued)
         for multiplier, gated in applied:
-            if multiplier == head.output[0] and g.uncast(gated) == g.uncast(source):
-                continue  # x * sigmoid(x), x * h_sigmoid(x): an activation (SiLU, h_swish)
+            if multiplier == head.output[0] and g.uncast(gated) in _scaled_from(g, source):
+                continue  # x * sigmoid(x), x * h_sigmoid(x), x * sigmoid(1.702 * x): an activation
             region = _ancestors(multiplier, g.producer) - _ancestors(gated, g.producer)
             order = [n.name for n in g.nodes if n.name in region]
             regions.append(AttentionRegion(head.name, gated, order, kind, multiplier))
             break  # one gate, one region: a gate applied twice is the same gate
     return regions
+
+
+def _scaled_from(g: _Graph, tensor: str) -> set[str]:
+    """``tensor`` and what it is computed from by scaling or shifting with constants (``1.702 * x``)."""
+    found, current = set(), tensor
+    for _ in range(4):
+        current = g.uncast(current)
+        found.add(current)
+        node = g.producer.get(current)
+        if node is None or node.op_type not in ("Mul", "Add", "Sub", "Div") or len(node.input) != 2:
+            break
+        variable = [i for i in node.input if i not in g.const]
+        if len(variable) != 1:
+            break
+        current = variable[0]
+    return found
 
 
 def _applications(g: _Graph, start: str, valued: set[str]) -> list[tuple[str, str]]:

@@ -130,7 +130,8 @@ def test_simam_parameter_free_gate_found_with_its_energy():
 
 
 @pytest.mark.parametrize("act", [nn.SiLU(), lambda x: x * F.relu6(x + 3) / 6, nn.Hardswish(),
-                                 lambda x: x * F.hardsigmoid(x)], ids=["silu", "h_swish", "Hardswish", "x_hardsigmoid"])
+                                 lambda x: x * F.hardsigmoid(x), lambda x: x * torch.sigmoid(1.702 * x)],
+                         ids=["silu", "h_swish", "Hardswish", "x_hardsigmoid", "quick_gelu"])
 def test_activations_are_not_gates(act):
     class Net(nn.Module):
         def __init__(self):
@@ -164,3 +165,15 @@ def test_int8_leaves_hard_sigmoid_gates_and_their_convs_unquantized(form):
     quantized = [c.name for c in convs if producers.get(c.input[1]) == "DequantizeLinear"]
     gate_convs = {n.name for n in proto.graph.node if n.op_type == "Conv" and n.name in region.nodes}
     assert len(gate_convs) == 2 and not gate_convs & set(quantized)
+
+
+def test_bam_style_one_plus_sigmoid_of_a_full_map_is_a_gate():
+    from tests.models.test_attention_maps import BAM
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), BAM(16)).eval()
+    proto = export(model)
+    (region,) = find_attention_regions(proto)
+    kinds = {n.op_type for n in proto.graph.node if n.name in region.nodes}
+    assert {"Sigmoid", "Add", "Gemm", "Conv"} <= kinds
+    assert set(region.nodes) <= fp16_matches_eager(model, proto)
