@@ -106,3 +106,12 @@ def test_attention_network_exports_dynamic_all_matches_eager_untraced_and_keeps_
         kept = report.metadata["precision_details"]["kept_fp32_ops"]
         assert sum(n.op_type in ("Conv", "Gemm", "MatMul") for n in proto.graph.node) > sum(
             kept.get(op, 0) for op in ("Conv", "Gemm", "MatMul"))  # the trunk did go FP16
+
+
+def test_coordinate_attention_with_the_dynamo_exporter_and_dynamic_all(tmp_path):
+    """torch.export failed on a symbolic size in (None, 1) pooling; the rewritten mean keeps H, W symbolic."""
+    model, _, gates = build_attention("coordatt_yolo")
+    report = cbam_deploy.export(model, [(1, 3, 64, 96)], out=tmp_path, name="ca", dynamic="all", exporter="dynamo")
+    assert report.passed, report.parity.failures()
+    assert any("not traced" in c.label and c.passed for c in report.parity.cases)
+    assert gate_types(onnx.load(str(report.onnx_path))) == (gates, [onnx.TensorProto.FLOAT] * gates)
