@@ -255,8 +255,8 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
     with reporter.stage("fold", "BatchNorm into Conv/Linear"):
         folded = st.fold(prepared)
     if folded.pooling_rewrites:
-        reporter.note(f"{folded.pooling_rewrites} whole-map pooling calls with a size-derived kernel made adaptive, "
-                      "so height and width stay dynamic")
+        reporter.note(f"{folded.pooling_rewrites} pooling calls that pin the map's size rewritten (whole-map kernels "
+                      "from x.size(), adaptive pooling to sizes other than 1), so height and width stay dynamic")
     with reporter.stage("export", f"{options.exporter} exporter, opset {options.opset}, dynamic {options.dynamic}"):
         exported = st.export(folded, prepared, exporter=options.exporter, opset=options.opset, dynamic=options.dynamic,
                              expected=plan.expected)

@@ -85,6 +85,7 @@ class Folded:
     module: nn.Module  # folded, whole-map pooling made global; flattened outputs where it needs them
     report: FoldReport
     pooling_rewrites: int = 0
+    pooling_left: list[str] = field(default_factory=list)  # adaptive pooling with no exact dynamic form, and why
 
 
 def fold(prepared: Prepared) -> Folded:
@@ -94,9 +95,9 @@ def fold(prepared: Prepared) -> Folded:
     folded, report = fold_batchnorms(prepared.eager.model)
     # Always: with H, W dynamic a kernel from x.size() would pin them, and even with H, W fixed the
     # TorchScript exporter rejects a kernel it traced from x.size() (the CBAM authors' pooling).
-    folded, found = globalize_pooling(folded)
-    rewrites = len(found)
-    return Folded(exportable(folded, prepared.eager.paths), report, rewrites)
+    left: list[str] = []
+    folded, found = globalize_pooling(folded, prepared.inputs, left=left)
+    return Folded(exportable(folded, prepared.eager.paths), report, len(found), left)
 
 
 @dataclass
@@ -121,9 +122,14 @@ def export(folded: Folded, prepared: Prepared, *, exporter: str, opset: int, dyn
     # TorchScript records sizes as they flow (no specialisation of a batch of 1), so it traces the
     # example inputs: half the compute of a batch of 2. Parity at batch 3 covers the batch axis.
     inputs = prepared.trace_inputs if exporter == "dynamo" else prepared.inputs
-    proto = export_to_onnx(folded.module, inputs, input_names=prepared.input_names,
-                           output_names=prepared.output_names, dynamic_axes=prepared.axes, opset=opset,
-                           exporter=exporter, output_axes=out_axes, notes=notes)
+    try:
+        proto = export_to_onnx(folded.module, inputs, input_names=prepared.input_names,
+                               output_names=prepared.output_names, dynamic_axes=prepared.axes, opset=opset,
+                               exporter=exporter, output_axes=out_axes, notes=notes)
+    except CheckFailedError as exc:
+        if not folded.pooling_left:
+            raise
+        raise CheckFailedError(f"{exc}; adaptive pooling left as written: {'; '.join(folded.pooling_left)}") from exc
     fixed = graph.specialized_axes(proto, dict(zip(prepared.input_names, prepared.axes)))
     if fixed:
         raise CheckFailedError(

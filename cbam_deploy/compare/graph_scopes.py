@@ -60,8 +60,12 @@ def _from_torchscript_name(name: str, modules: Collection[str]) -> list[str] | N
     path, chain = "", []
     for seg in name.split("/")[1:-1]:
         last = path.rsplit(".", 1)[-1]
-        # A Sequential child is written 'parent.index' ('layer3.1' under 'layer3').
-        full = path + seg[len(last):] if path and seg.startswith(last + ".") else (f"{path}.{seg}" if path else seg)
+        # A Sequential child is written 'parent.index' ('layer3.1' under 'layer3'); in nested Sequentials,
+        # by its whole path ('layers.0.0' under 'layers.0').
+        if path and seg.startswith(path + "."):
+            full = seg
+        else:
+            full = path + seg[len(last):] if path and seg.startswith(last + ".") else (f"{path}.{seg}" if path else seg)
         resolved = _resolve(full, modules)
         if resolved is None:
             if not chain:  # a wrapper around the user's model ('/model/layer3/...'): skip it

@@ -4,8 +4,9 @@ One ONNX Runtime run of a copy of the graph with every module's output exposed, 
 with hooks, each pair compared with the parity metrics, in the order eager computes them. The
 report names the first module out of tolerance (``layer3.1.conv2``) with the error of its inputs,
 so a layer that broke the output is told apart from one where accumulated error crossed the line,
-and gives a per-block table for every CBAM-style attention block (after the channel gate, after
-the spatial gate, after the block). Builds nothing: the graph it runs is the one it is given.
+and gives a per-block table for every attention block the attention finder sees (CBAM, SE, ECA,
+Coordinate Attention, SimAM...: after its channel gate, after its spatial gate, after the block;
+``localize_blocks.py``). Builds nothing: the graph it runs is the one it is given.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import onnx
 from ..errors import UsageError
 from .eager_capture import Activation, Capture, capture, capture_inputs, user_modules
 from .graph_scopes import ModuleTensors, exposed_bytes, module_tensors, node_scopes
+from .localize_blocks import attention_gates, block_rows
 from .parity import OutputComparison, compare_output
 from .tolerances import Tolerance, tolerance_for
 
@@ -142,13 +144,13 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
     modules = user_modules(eager_module)
     scopes = node_scopes(proto, modules)
     tensors = module_tensors(proto, scopes)
-    gates = _gates(proto, scopes, modules)
+    gates = attention_gates(proto, scopes)
     initializers = {t.name for t in proto.graph.initializer}
     input_names = [i.name for i in proto.graph.input if i.name not in initializers]
     missing = [n for n in input_names if n not in feed]
     if missing:
         raise UsageError(f"the feed has no value for input(s) {', '.join(missing)} (given: {', '.join(feed)})")
-    exposed = {t for m in tensors.values() for t in (*m.outputs, *m.inputs)} | {g[2] for g in gates}
+    exposed = {t for m in tensors.values() for t in (*m.outputs, *m.inputs)} | {g.activation for g in gates}
     # NaN/Inf inside the graph is what is being looked for here, not a reason to stop.
     with open_runner(f"onnxruntime-{provider}", exposed_bytes(proto, sorted(exposed)), allow_nonfinite=True) as runner:
         values = runner.infer(cast_feed(runner, {n: np.asarray(feed[n], np.float32) for n in input_names}))
@@ -165,7 +167,7 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
         outputs = [compare_output(o.name, values[o.name], ref, tolerance, classifier=False)
                    for o, ref in zip(proto.graph.output, captured.outputs)]
     report = LocalizationReport(precision, tolerance, first, first_inputs, "", errors,
-                                _blocks(gates, errors, values, activations, tensors), outputs, unpaired)
+                                block_rows(gates, errors, values, activations), outputs, unpaired)
     report.verdict = _verdict(report)
     if any(n.op_type == "QuantizeLinear" for n in proto.graph.node):
         report.notes.append("Q/DQ graph: with its intermediate tensors exposed, ONNX Runtime does not fuse Q/DQ pairs "
@@ -297,62 +299,6 @@ def _verdict(report: LocalizationReport) -> str:
         return head + (f"; its input from {source} is already off by {worst:.2g}): the error entered between "
                        "modules, where no module's output was out of tolerance")
     return head + f"; its inputs are already off by {worst:.2g}): the error grew here"
-
-
-def _gates(proto: onnx.ModelProto, scopes: dict[str, list[str]], modules: Mapping[str, Any]
-           ) -> list[tuple[str | None, str | None, str]]:
-    """(gate module, its block, gate tensor) for every sigmoid gate that multiplies a feature map."""
-    from torch import nn
-
-    from ..precision.attention import find_attention_regions
-
-    outputs = {n.name: n.output[0] for n in proto.graph.node if n.output}
-    found = []
-    for region in find_attention_regions(proto):
-        chain = [m for m in scopes.get(region.gate, []) if not isinstance(modules.get(m), (nn.Sigmoid, nn.Hardsigmoid))]
-        gate = chain[-1] if chain else None
-        block = chain[-2] if len(chain) > 1 else None
-        found.append((gate, block, outputs[region.gate]))
-    return found
-
-
-def _gate_kind(shape: tuple[int, ...]) -> str | None:
-    """N x C (x 1 x 1): a channel gate (the authors' broadcasts an N x C sigmoid later); N x 1 x H x W: spatial."""
-    if len(shape) == 2 or (len(shape) == 4 and shape[2:] == (1, 1)):
-        return "channel"
-    return "spatial" if len(shape) == 4 and shape[1] == 1 else None
-
-
-def _blocks(gates, errors: list[ModuleError], values: dict[str, np.ndarray], activations: list[Activation],
-            tensors: dict[str, ModuleTensors]) -> list[BlockRow]:
-    """Per attention block, in graph order; a gate whose module output was rewritten away (``parallel``'s
-    ``x * ca``) is reported by its sigmoid's error instead."""
-    by_module = {e.module: e for e in errors if e.call == 0}
-    order = {a.module: a.order for a in activations}
-    rows: dict[str, BlockRow] = {}
-    for gate, block, tensor in gates:
-        key = block or gate or tensor
-        row = rows.setdefault(key, BlockRow(key))
-        shape = values[tensor].shape if tensor in values else ()
-        kind = _gate_kind(shape)
-        if kind is None:
-            row.notes.append(f"gate {gate or tensor}: neither channel- nor spatial-shaped {list(shape)}")
-            continue
-        error = by_module.get(gate) if gate else None
-        if error is None:
-            gate_error = next((e for e in errors if e.tensor == tensor), None)
-            row.notes.append(f"{kind}: its sigmoid (gate output rewritten away)")
-            error = gate_error
-        setattr(row, kind, error.scaled_error if error else None)
-        if block and block in by_module:
-            row.output = by_module[block].scaled_error
-    ordered = sorted(rows.values(), key=lambda r: order.get(r.block, 1 << 30))
-    previous = None
-    for row in ordered:
-        if row.output is not None and previous:
-            row.growth = row.output / previous
-        previous = row.output if row.output else previous
-    return ordered
 
 
 def localization_note(model: Any, eager_module, feed: Mapping[str, np.ndarray], *, precision: str,

@@ -1,6 +1,12 @@
-"""Pooling over the whole feature map written with a kernel taken from the input's size
-(``F.avg_pool2d(x, (x.size(2), x.size(3)))``, as the CBAM paper authors' code does) becomes
-``adaptive_*_pool2d(x, 1)``.
+"""Pooling that pins the feature map's size, rewritten before export to arithmetic that does not.
+
+- Whole-map pooling written with a kernel taken from the input's size
+  (``F.avg_pool2d(x, (x.size(2), x.size(3)))``, as the CBAM paper authors' code does) becomes
+  ``adaptive_*_pool2d(x, 1)``.
+- ``nn.AdaptiveAvgPool2d`` / ``nn.AdaptiveMaxPool2d`` (and ``F.adaptive_*_pool2d`` where torch.fx
+  can trace the model) become a mean/amax: over one axis for ``(None, 1)`` / ``(1, None)``
+  (Coordinate Attention), over both for ``1``, and over equal blocks (a reshape) for an output
+  size that divides the input at the traced shape (``adaptive_pooling.py``).
 
 Why: the exporter bakes such a kernel into the graph as a constant (torch.export specialises H and
 W to the traced size), so the ONNX rejects every other resolution. The adaptive form exports as
@@ -11,9 +17,13 @@ a kernel and stride equal to the map's size with no padding pools the whole map 
 from __future__ import annotations
 
 import operator
+from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from .adaptive_pooling import rewrite_adaptive_calls, swap_adaptive_modules
 
 _POOLS = {F.avg_pool2d: F.adaptive_avg_pool2d, F.max_pool2d: F.adaptive_max_pool2d}
 _H, _W = (2, -2), (3, -1)
@@ -55,11 +65,23 @@ def _is_global(node: fx.Node) -> bool:
     return node.kwargs.get("divisor_override", args[6]) is None
 
 
-def globalize_pooling(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """Rewrite whole-map pooling to adaptive pooling; returns (model, rewritten node names).
+def globalize_pooling(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None = None, *,
+                      left: list[str] | None = None) -> tuple[nn.Module, list[str]]:
+    """Rewrite pooling that pins the map's size; returns (model, rewritten node/module names).
 
-    The model is returned unchanged (not traced) when nothing matches or torch.fx cannot trace it.
+    ``example_inputs`` (the traced inputs) let adaptive pooling to sizes above 1 be rewritten where
+    they divide the input; ``left`` receives one line per adaptive pooling left as written, with why.
+    The model is returned as given when nothing matches; the fx rewrites need torch.fx to trace it
+    (modules are swapped either way, in place: pass a copy).
     """
+    model, rewritten = _fx_rewrites(model)
+    swapped, kept = swap_adaptive_modules(model, example_inputs)
+    if left is not None:
+        left.extend(kept)
+    return model, rewritten + swapped
+
+
+def _fx_rewrites(model: nn.Module) -> tuple[nn.Module, list[str]]:
     try:
         traced = fx.symbolic_trace(model)
     except Exception:  # data-dependent control flow: leave the model as the user wrote it
@@ -72,6 +94,7 @@ def globalize_pooling(model: nn.Module) -> tuple[nn.Module, list[str]]:
             node.replace_all_uses_with(new)
             traced.graph.erase_node(node)
             rewritten.append(node.name)
+    rewritten += rewrite_adaptive_calls(traced)
     if not rewritten:
         return model, []
     traced.graph.eliminate_dead_code()

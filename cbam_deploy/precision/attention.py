@@ -1,34 +1,38 @@
-"""Find CBAM-style attention in an ONNX graph, by pattern rather than by our module classes.
+"""Find attention gates in an ONNX graph, by pattern rather than by our module classes.
 
-A gate is a ``Sigmoid`` whose output multiplies a feature map (``Mul(x, sigmoid(...))``), directly,
-through view and broadcast ops (``Unsqueeze``, ``Expand``, ``Reshape``, ``Flatten``, ``Transpose``,
-``Tile``, ``Squeeze``: the CBAM authors write ``sigmoid(s).unsqueeze(2).unsqueeze(3).expand_as(x)``)
-or through a few Adds that combine gates (``x * ((1 + Mc) + Ms)``, as the ``parallel_gate_sum``
-rewrite writes ``parallel``). Its attention region is every node on a path from the gated tensor
-``x`` to the gate: ancestors of the multiplier that are not ancestors of ``x``. That covers the
-pooling, the channel MLP (1x1 Conv, or Gemm/MatMul behind a Flatten/Reshape), the channel-wise
-mean/max, the spatial convs, the Sigmoid and the view ops, for any CBAM implementation.
-``x * sigmoid(x)`` (SiLU/Swish, everywhere in YOLO-style detectors) is an activation, not a gate.
+A gate is an activation into [0, 1] whose output multiplies a feature map: ``Sigmoid``,
+``HardSigmoid`` (``nn.Hardsigmoid``), or ``relu6(x + 3) / 6`` (MobileNetV3's ``h_sigmoid``: ``Add 3``,
+``Clip`` to [0, 6], then ``Div`` by 6 or ``Mul`` by 1/6). Between the gate and the ``Mul`` that applies
+it may come view and broadcast ops (``Unsqueeze``, ``Expand``, ``Reshape``, ``Flatten``, ``Transpose``,
+``Tile``, ``Squeeze``: the CBAM authors write ``sigmoid(s).unsqueeze(2).unsqueeze(3).expand_as(x)``),
+Adds of constants or other gates (``x * (1 + sigmoid(...))``, ``x * ((1 + Mc) + Ms)``), and products
+of gates (Coordinate Attention's ``x * (a_h * a_w)``; ``x * a_w * a_h`` applies each gate in turn).
+Its attention region is every node on a path from the gated tensor ``x`` to the gate: ancestors of
+the multiplier that are not ancestors of ``x``. That covers the pooling, the channel MLP (1x1 Conv,
+Conv1d, or Gemm/MatMul behind a Flatten/Reshape), the channel-wise mean/max, the spatial convs,
+SimAM's parameter-free energy (mean, variance) and the view ops, for any implementation.
+``x * sigmoid(x)`` (SiLU) and ``x * relu6(x + 3) / 6`` (h_swish) are activations, not gates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
-
-_MAX_GATE_ADDS = 3
-_MAX_GATE_STEPS = 8
-# Ops that only move or broadcast the gate's values; their data input is input 0.
-_VIEW_OPS = frozenset({"Unsqueeze", "Squeeze", "Expand", "Reshape", "Flatten", "Transpose", "Tile", "Identity"})
+# Ops that only move, broadcast or retype the gate's values (Cast: an FP16 graph's boundaries); data is input 0.
+_VIEW_OPS = frozenset({"Unsqueeze", "Squeeze", "Expand", "Reshape", "Flatten", "Transpose", "Tile", "Identity", "Cast"})
 
 
 @dataclass
 class AttentionRegion:
-    gate: str  # the Sigmoid node's name
-    gated_tensor: str  # x in x * sigmoid(...)
-    nodes: list[str] = field(default_factory=list)  # node names, the Sigmoid included
+    gate: str  # the gate's activation node (Sigmoid, HardSigmoid, or h_sigmoid's Div/Mul)
+    gated_tensor: str  # x in x * gate(...)
+    nodes: list[str] = field(default_factory=list)  # node names, the gate's included
+    kind: str = "sigmoid"  # "sigmoid" | "hard_sigmoid" (HardSigmoid or relu6(x + 3) / 6)
+    gate_tensor: str = ""  # the tensor that multiplies x (the gate after views, Adds and products)
 
 
 def _index(graph: onnx.GraphProto):
@@ -52,41 +56,161 @@ def _ancestors(tensor: str, producer: dict[str, onnx.NodeProto]) -> set[str]:
     return seen
 
 
-def _multiplier(gate_out: str, consumers: dict[str, list[onnx.NodeProto]]) -> str:
-    """The tensor the Mul reads: the gate after the view ops and gate-combining Adds that follow it."""
-    current, adds = gate_out, 0
-    for _ in range(_MAX_GATE_STEPS):
-        # Shape/Size read only the gate's dimensions (e.g. for a flatten's target shape): not a use.
-        users = [u for u in consumers.get(current, []) if u.op_type not in ("Shape", "Size")]
-        if any(u.op_type == "Mul" for u in users) or len(users) != 1:
-            break
-        user = users[0]
-        if user.op_type in _VIEW_OPS and user.input[0] == current:
-            current = user.output[0]
-        elif user.op_type == "Add" and adds < _MAX_GATE_ADDS:
-            current, adds = user.output[0], adds + 1
+class _Graph:
+    """The graph's index, its constant tensors (initializers, Constant nodes and what only they feed)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.producer, self.consumers = _index(graph)
+        self.values = {i.name: i for i in graph.initializer}
+        self.const = set(self.values)
+        for node in self.nodes:
+            if node.op_type == "Constant" or (node.input and all(i in self.const or not i for i in node.input)
+                                              and node.op_type not in ("Shape", "Size")):
+                self.const.update(node.output)
+
+    def uncast(self, tensor: str) -> str:
+        """The tensor before any Cast/Identity (FP16 graphs cast at the borders of FP32 regions)."""
+        node = self.producer.get(tensor)
+        while node is not None and node.op_type in ("Cast", "Identity"):
+            tensor = node.input[0]
+            node = self.producer.get(tensor)
+        return tensor
+
+    def scalar(self, tensor: str) -> float | None:
+        """A constant single-valued tensor's value (an initializer or a Constant node, maybe cast), else None."""
+        if tensor in self.values:
+            array = numpy_helper.to_array(self.values[tensor])
         else:
+            node = self.producer.get(tensor)
+            if node is not None and node.op_type == "Cast":  # an FP16 graph casts shared constants back
+                return self.scalar(node.input[0])
+            if node is None or node.op_type != "Constant" or not node.attribute:
+                return None
+            attr = node.attribute[0]
+            if attr.name == "value":
+                array = numpy_helper.to_array(attr.t)
+            elif attr.name in ("value_float", "value_int"):
+                array = np.array(onnx.helper.get_attribute_value(attr))
+            else:
+                return None
+        return float(array.reshape(-1)[0]) if array.size == 1 else None
+
+
+def _near(value: float | None, target: float) -> bool:
+    return value is not None and abs(value - target) <= 1e-4 * max(1.0, abs(target))
+
+
+def _clip_bounds(g: _Graph, node: onnx.NodeProto) -> tuple[float | None, float | None]:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    low = g.scalar(node.input[1]) if len(node.input) > 1 and node.input[1] else attrs.get("min")
+    high = g.scalar(node.input[2]) if len(node.input) > 2 and node.input[2] else attrs.get("max")
+    return low, high
+
+
+def _hard_sigmoid_source(g: _Graph, node: onnx.NodeProto) -> str | None:
+    """x when ``node`` computes ``clip(x + 3, 0, 6) / 6`` (Div by 6 or Mul by 1/6), else None."""
+    if node.op_type not in ("Div", "Mul") or len(node.input) != 2:
+        return None
+    for clipped, factor in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+        scale = g.scalar(factor)
+        if not (_near(scale, 6.0) if node.op_type == "Div" else _near(scale, 1 / 6)):
+            continue
+        clip = g.producer.get(clipped)
+        if clip is None or clip.op_type != "Clip" or _clip_bounds(g, clip) != (0.0, 6.0):
+            continue
+        add = g.producer.get(clip.input[0])
+        if add is not None and add.op_type == "Add":
+            for x, three in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+                if _near(g.scalar(three), 3.0):
+                    return x
+        if node.op_type == "Div" or clipped == node.input[0]:  # Div(_, 6): only input 0 is the dividend
             break
-    return current
+    return None
+
+
+def _gate_heads(g: _Graph) -> list[tuple[onnx.NodeProto, str, str]]:
+    """(node, its activation's input, kind) for every activation into [0, 1] a gate can be."""
+    heads = []
+    for node in g.nodes:
+        if node.op_type == "Sigmoid":
+            heads.append((node, node.input[0], "sigmoid"))
+        elif node.op_type == "HardSigmoid":
+            heads.append((node, node.input[0], "hard_sigmoid"))
+        else:
+            source = _hard_sigmoid_source(g, node)
+            if source is not None:
+                heads.append((node, source, "hard_sigmoid"))
+    return heads
+
+
+def _gate_valued(g: _Graph, heads: list[tuple[onnx.NodeProto, str, str]]) -> set[str]:
+    """Tensors that still hold gate values: the heads' outputs, moved by view ops, shifted or scaled
+    by constants, summed with or multiplied by other gates (graph order is topological)."""
+    valued = {node.output[0] for node, _, _ in heads}
+    for node in g.nodes:
+        inputs = [i for i in node.input if i]
+        if node.op_type in _VIEW_OPS and inputs and inputs[0] in valued:
+            valued.add(node.output[0])
+        elif node.op_type in ("Add", "Mul", "Div") and len(inputs) == 2 and inputs[0] in valued | g.const \
+                and inputs[1] in valued | g.const and any(i in valued for i in inputs):
+            valued.add(node.output[0])
+    return valued
 
 
 def find_attention_regions(model: onnx.ModelProto) -> list[AttentionRegion]:
-    """Every sigmoid gate that multiplies a feature map, with the nodes that compute it."""
-    graph = model.graph
-    producer, consumers = _index(graph)
+    """Every gate that multiplies a feature map, with the nodes that compute it, in graph order."""
+    g = _Graph(model)
+    heads = _gate_heads(g)
+    valued = _gate_valued(g, heads)
     regions = []
-    for node in graph.node:
-        if node.op_type != "Sigmoid":
-            continue
-        multiplier = _multiplier(node.output[0], consumers)
-        muls = [c for c in consumers.get(multiplier, []) if c.op_type == "Mul"]
-        gated = [i for m in muls for i in m.input if i != multiplier]
-        if not gated or (multiplier == node.output[0] and set(gated) == {node.input[0]}):
-            continue  # no Mul, or x * sigmoid(x): an activation
-        region = _ancestors(multiplier, producer) - set().union(*(_ancestors(x, producer) for x in gated))
-        order = [n.name for n in graph.node if n.name in region]
-        regions.append(AttentionRegion(node.name, gated[0], order))
+    for head, source, kind in heads:
+        applied = _applications(g, head.output[0], valued)
+        for multiplier, gated in applied:
+            if multiplier == head.output[0] and g.uncast(gated) in _scaled_from(g, source):
+                continue  # x * sigmoid(x), x * h_sigmoid(x), x * sigmoid(1.702 * x): an activation
+            region = _ancestors(multiplier, g.producer) - _ancestors(gated, g.producer)
+            order = [n.name for n in g.nodes if n.name in region]
+            regions.append(AttentionRegion(head.name, gated, order, kind, multiplier))
+            break  # one gate, one region: a gate applied twice is the same gate
     return regions
+
+
+def _scaled_from(g: _Graph, tensor: str) -> set[str]:
+    """``tensor`` and what it is computed from by scaling or shifting with constants (``1.702 * x``)."""
+    found, current = set(), tensor
+    for _ in range(4):
+        current = g.uncast(current)
+        found.add(current)
+        node = g.producer.get(current)
+        if node is None or node.op_type not in ("Mul", "Add", "Sub", "Div") or len(node.input) != 2:
+            break
+        variable = [i for i in node.input if i not in g.const]
+        if len(variable) != 1:
+            break
+        current = variable[0]
+    return found
+
+
+def _applications(g: _Graph, start: str, valued: set[str]) -> list[tuple[str, str]]:
+    """(multiplier, gated tensor) for each Mul that applies the gate from ``start`` to a feature map."""
+    found, stack, seen = [], [start], set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        for user in g.consumers.get(tensor, []):
+            if user.op_type in ("Shape", "Size"):  # reads only the gate's dimensions: not a use
+                continue
+            if user.output and user.output[0] in valued:
+                stack.append(user.output[0])
+            elif user.op_type == "Mul" and len(user.input) == 2:
+                other = user.input[1] if user.input[0] == tensor else user.input[0]
+                if other not in g.const:
+                    found.append((tensor, other))
+    return found
 
 
 def classifier_nodes(model: onnx.ModelProto) -> list[str]:

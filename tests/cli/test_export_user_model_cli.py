@@ -113,3 +113,20 @@ def test_errors_in_user_code_are_one_line_and_leave_nothing(tmp_path, capsys, re
 def test_built_in_options_are_refused_with_model(tmp_path, capsys, extra, message):
     code = export_main(["--model", f"{BROKEN}:four_channels", "--input-shape", "1x4x8x8", "--out", str(tmp_path), *extra])
     assert code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("factory", ["coordatt_yolo.py:build_net", "mobilenetv3_se.py:build_net"])
+def test_coordinate_attention_and_hard_sigmoid_se_through_cbam_export(tmp_path, capsys, factory):
+    """The issue's user session: Coordinate Attention refused to export ((None, 1) pooling) and a
+    MobileNetV3 SE ran its hard-sigmoid gates in FP16. Now: --dynamic all, FP16, every gate FP32."""
+    out = tmp_path / "models"
+    args = ["--model", f"{EXAMPLES / factory}", "--input-shape", "1x3x64x64", "--dynamic", "all",
+            "--precision", "fp16", "--name", "net", "--out", str(out)]
+    assert export_main(args) == 0, capsys.readouterr().err
+    report = json.loads((out / "net" / "export.json").read_text())
+    assert report["passed"] and any("not traced" in c["label"] and c["passed"] for c in report["parity"]["cases"])
+    kept = report["metadata"]["precision_details"]["kept_fp32_ops"]
+    if factory.startswith("coordatt"):
+        assert kept["Sigmoid"] == 6 + 1  # a_h and a_w of three blocks; the head's class-score Sigmoid
+    else:
+        assert kept["Div"] == 3 and kept["Clip"] == 3  # relu6(x + 3) / 6 of three SE gates, not the h_swish

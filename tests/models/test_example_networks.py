@@ -10,6 +10,7 @@ import pytest
 
 import cbam_deploy
 from cbam_deploy.models.user_model import UserModelSpec, build_user_model
+from cbam_deploy.precision import find_attention_regions
 from tests.conftest import EXAMPLES, randomize_batchnorm
 
 # name -> (factory, kwargs, traced input shape, CBAM modules)
@@ -56,3 +57,61 @@ def test_fp16_keeps_every_gate_and_channel_mlp_fp32(tmp_path, name):
         assert kept["Gemm"] == 4 * cbams  # two Linears, applied to the avg and the max pool
     else:
         assert kept["Conv"] >= 2 * cbams  # the 1x1-conv MLP and the spatial conv of every gate
+
+
+# Attention beyond CBAM, written as the modules' papers' public code writes them:
+# name -> (factory, kwargs, traced input shape, gates in the network)
+ATTENTION_NETWORKS = {
+    "coordatt_yolo": (f"{EXAMPLES / 'coordatt_yolo.py'}:build_net", {}, (1, 3, 64, 64), 6),
+    "coordatt_yolo_product": (f"{EXAMPLES / 'coordatt_yolo.py'}:build_net", {"product": True}, (1, 3, 64, 64), 6),
+    "mobilenetv3_h_sigmoid": (f"{EXAMPLES / 'mobilenetv3_se.py'}:build_net", {}, (1, 3, 64, 64), 3),
+    "mobilenetv3_torchvision": (f"{EXAMPLES / 'mobilenetv3_se.py'}:build_net", {"torchvision": True}, (1, 3, 64, 64), 3),
+    "eca_resnet": (f"{EXAMPLES / 'eca_resnet.py'}:build_net", {}, (1, 3, 64, 64), 3),
+    "se_net": (f"{EXAMPLES / 'se_simam_nets.py'}:build_se_net", {}, (1, 3, 64, 64), 3),
+    "simam_net": (f"{EXAMPLES / 'se_simam_nets.py'}:build_simam_net", {}, (1, 3, 64, 64), 3),
+}
+
+
+def build_attention(name: str):
+    factory, kwargs, shape, gates = ATTENTION_NETWORKS[name]
+    model = build_user_model(UserModelSpec(factory, kwargs=kwargs, seed=0)).model
+    return randomize_batchnorm(model, seed=4, gamma=(0.2, 0.6)).eval(), shape, gates
+
+
+def gate_types(proto: onnx.ModelProto) -> tuple[int, list[int]]:
+    """(gates the finder sees, the element type each gate's activation computes in)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    nodes = {n.name: n for n in proto.graph.node}
+    regions = find_attention_regions(proto)
+    return len(regions), [types.get(nodes[r.gate].output[0]) for r in regions]
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION_NETWORKS))
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_attention_network_exports_dynamic_all_matches_eager_untraced_and_keeps_gates(tmp_path, name, precision):
+    model, shape, gates = build_attention(name)
+    report = cbam_deploy.export(model, [shape], out=tmp_path, name=name, dynamic="all", precision=precision)
+    assert report.passed, report.parity.failures()
+    untraced = [c for c in report.parity.cases if "not traced" in c.label]
+    assert untraced and all(c.passed for c in untraced)
+    proto = onnx.load(str(report.onnx_path))
+    assert [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][2:] == \
+        ["height", "width"]
+    found, types = gate_types(proto)
+    assert found == gates  # every gate of the network, and nothing else (SiLU, h_swish are activations)
+    # FP16: every gate computes in FP32 (the finder reads the FP16 graph through its Casts).
+    assert types == [onnx.TensorProto.FLOAT] * gates
+    if precision == "fp16":
+        kept = report.metadata["precision_details"]["kept_fp32_ops"]
+        assert sum(n.op_type in ("Conv", "Gemm", "MatMul") for n in proto.graph.node) > sum(
+            kept.get(op, 0) for op in ("Conv", "Gemm", "MatMul"))  # the trunk did go FP16
+
+
+def test_coordinate_attention_with_the_dynamo_exporter_and_dynamic_all(tmp_path):
+    """torch.export failed on a symbolic size in (None, 1) pooling; the rewritten mean keeps H, W symbolic."""
+    model, _, gates = build_attention("coordatt_yolo")
+    report = cbam_deploy.export(model, [(1, 3, 64, 96)], out=tmp_path, name="ca", dynamic="all", exporter="dynamo")
+    assert report.passed, report.parity.failures()
+    assert any("not traced" in c.label and c.passed for c in report.parity.cases)
+    assert gate_types(onnx.load(str(report.onnx_path))) == (gates, [onnx.TensorProto.FLOAT] * gates)
