@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
     if args.profile:
         return run_profile(args, precisions)
-    if args.ablation or args.profile_backend != "onnxruntime":
-        raise UsageError("--ablation and --profile-backend belong to a profile: add --profile")
-    batch_sizes = csv_positive_ints(args.batch_sizes or "1,8", "--batch-sizes")
+    if args.ablation:
+        raise UsageError("--ablation belongs to a profile: add --profile")
+    batch_sizes = csv_positive_ints("1,8" if args.batch_sizes is None else args.batch_sizes, "--batch-sizes")
     backends = csv_choices(args.backends, [b for b in BACKENDS if b != "tensorrt"], "--backends") if args.backends is not None else None
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     if args.eager and model.needs_trust:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         timings = benchmark(model, eager=args.eager, precisions=precisions, provider=args.provider,
                             batch_sizes=batch_sizes, threads=args.threads,
-                            warmup=10 if args.warmup is None else args.warmup, runs=args.runs or 50,
+                            warmup=10 if args.warmup is None else args.warmup, runs=50 if args.runs is None else args.runs,
                             seconds=args.seconds, calibration=calibration, bare=args.bare,
                             optimization_level=args.optimization_level, backends=backends,
                             on_batch=lambda b, n: status.update(f"batch {b}: {n} configurations interleaved"))

@@ -8,7 +8,7 @@ from ..errors import UsageError
 from .args import csv_positive_ints
 from .common import EXIT_OK
 
-PROFILE_BACKENDS = ("onnxruntime", "openvino")
+PROFILE_BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "openvino")
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -18,8 +18,6 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
                         "attributed to a PyTorch module (rule printed with the result), each attention block "
                         "split into channel attention, spatial attention and gating, against the unprofiled "
                         "latency timed in the same rounds")
-    g.add_argument("--profile-backend", choices=PROFILE_BACKENDS, default="onnxruntime",
-                   help="runtime to profile: onnxruntime (with --provider; default) or openvino (CPU, f32)")
     g.add_argument("--ablation", choices=("network", "stages"), default=None,
                    help="also time the export with its attention bypassed in the graph (network), and per "
                         "stage (stages), interleaved with the profile: the measured attention share beside "
@@ -27,10 +25,14 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
 
 
 def _backend(args: argparse.Namespace) -> str:
-    if args.profile_backend == "openvino":
-        if args.provider != "cpu":
-            raise UsageError(f"--profile-backend openvino runs on the CPU; --provider {args.provider} is ONNX Runtime's")
-        return "openvino"
+    """The one runtime a profile measures: --backends NAME (the names cbam-validate takes), else
+    ONNX Runtime on --provider."""
+    if args.backends is not None:
+        names = [n.strip() for n in args.backends.split(",") if n.strip()]
+        if len(names) != 1 or names[0] not in PROFILE_BACKENDS:
+            raise UsageError(f"--profile measures one backend: --backends one of {', '.join(PROFILE_BACKENDS)}, "
+                             f"got {args.backends!r}")
+        return names[0]
     if args.provider == "tensorrt":
         raise UsageError("--profile with --provider tensorrt is not supported: profile the TensorRT engine on a GPU "
                          "machine (cbam_deploy.profiling.tensorrt), or use --provider cpu or cuda")
@@ -45,7 +47,7 @@ def run_profile(args: argparse.Namespace, precisions: list[str]) -> int:
 
     if len(precisions) != 1:
         raise UsageError(f"--profile takes one precision, got {','.join(precisions)}")
-    batches = csv_positive_ints(args.batch_sizes or "1", "--batch-sizes")
+    batches = csv_positive_ints("1" if args.batch_sizes is None else args.batch_sizes, "--batch-sizes")
     if len(batches) != 1:
         raise UsageError(f"--profile takes one batch size, got {args.batch_sizes}")
     if args.bare:
@@ -60,7 +62,7 @@ def run_profile(args: argparse.Namespace, precisions: list[str]) -> int:
     err = console(True)
     with err.status(f"profiling {model.name} on {backend}"):
         report = profile(model, backend=backend, precision=precisions[0], batch=batches[0], threads=args.threads,
-                         warmup=5 if args.warmup is None else args.warmup, runs=args.runs or 30,
+                         warmup=5 if args.warmup is None else args.warmup, runs=30 if args.runs is None else args.runs,
                          ablation=args.ablation, calibration=calibration, optimization_level=args.optimization_level)
     plot = None
     if args.plot:

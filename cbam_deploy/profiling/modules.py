@@ -164,7 +164,7 @@ def attention_map(model: onnx.ModelProto, scopes: dict[str, list[str]]) -> Atten
 
 
 def _pass_through_view(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph's nodes with casts and Q/DQ as Identity (no weights): an FP16 export casts the
+    """The graph with casts and Q/DQ as Identity: an FP16 export casts the
     sigmoid's output before the gate Mul, an INT8 one may quantize it; the gate is the same gate."""
     nodes = []
     for n in model.graph.node:
@@ -172,7 +172,9 @@ def _pass_through_view(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(onnx.helper.make_node("Identity", [n.input[0]], list(n.output), name=n.name))
         else:
             nodes.append(n)
-    return onnx.helper.make_model(onnx.helper.make_graph(nodes, "view", [], []))
+    graph = model.graph  # inputs, outputs and constants kept: the finder tells feature maps from constants
+    return onnx.helper.make_model(onnx.helper.make_graph(nodes, "view", list(graph.input), list(graph.output),
+                                                         list(graph.initializer)))
 
 
 def _gate_muls(graph: onnx.GraphProto, region_info) -> dict[str, str | None]:

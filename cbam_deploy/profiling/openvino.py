@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import MissingDependencyError
 from .events import NodeTimes, calibrate
 from .measured import RuntimeProfile, interleaved
 
@@ -26,11 +25,9 @@ _SKIPPED = ("Parameter", "Result", "Constant")
 
 
 def _openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise MissingDependencyError("profiling on OpenVINO needs the openvino package: pip install openvino") from None
-    return openvino
+    from ..backends.openvino.loader import import_openvino  # one message naming the extra
+
+    return import_openvino()
 
 
 def compile_for_profile(model: str | Path | bytes, feed: Mapping[str, np.ndarray], *, threads: int,

@@ -3,6 +3,7 @@ that cannot run here, a one-line verdict; and piped output that is never hard-wr
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -34,7 +35,8 @@ def test_validate_ends_with_a_verdict_and_folds_what_cannot_run(reference_model,
     out = capsys.readouterr()
     assert "skipped" not in out.err  # progress lines only for cells that ran
     lines = out.out.strip().splitlines()  # the table, the folded lines and the verdict (stdout)
-    assert lines[-1].startswith("verdict: PASS: 2 of 2 cells that ran passed; ")
+    # fp32 and fp16 on every default backend that runs here (ONNX Runtime CPU, and OpenVINO where installed)
+    assert re.match(r"verdict: PASS: (\d+) of \1 cells that ran passed; \d+ cannot run here$", lines[-1]), lines[-1]
     assert "skipped" not in "".join(line for line in lines if "│" in line)  # no skipped rows in the table
     folded = [line for line in lines if line.startswith("cannot run here: ")]
     assert folded, lines

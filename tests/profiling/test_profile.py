@@ -90,11 +90,13 @@ def test_cli_json_markdown_and_ablation(exports, tmp_path, capsys, monkeypatch):
 def test_cli_refuses_what_a_profile_cannot_do(exports, capsys):
     folder = str(exports["original"])
     for extra, message in ((["--precisions", "fp32,fp16"], "one precision"), (["--batch-sizes", "1,2"], "one batch size"),
-                           (["--bare"], "--bare"), (["--provider", "tensorrt"], "tensorrt")):
+                           (["--bare"], "--bare"), (["--provider", "tensorrt"], "tensorrt"),
+                           (["--backends", "openvino,onnxruntime-cpu"], "one backend"),
+                           (["--backends", "tensorrt"], "one backend")):
         assert bench_main([folder, "--profile", *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    for extra in (["--ablation", "network"], ["--profile-backend", "openvino"]):
+    for extra in (["--ablation", "network"],):
         assert bench_main([folder, *extra]) != 0
         assert "add --profile" in capsys.readouterr().err
 
