@@ -284,7 +284,7 @@ def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], 
         candidates = [c for c in cells if c.status != "skipped" and c.backend == "onnxruntime-cpu"]
     if not candidates:
         return None
-    from ..compare.localize import localize
+    from .localize import localize
 
     cell = candidates[0]
     shapes = cases[0][1]

@@ -120,7 +120,7 @@ def _gate(proto, prepared, built, calibration: np.ndarray) -> Callable[[bytes], 
 
 def greedy_int8(quantize, kept, gate, mapping, prepared, reporter):
     """Add modules, worst own error first, until ``gate`` passes; the rounds are recorded."""
-    from ...compare.localize import localize
+    from ..localize import localize
 
     quantized, report = quantize(kept)
     first_bytes = quantized.SerializeToString()

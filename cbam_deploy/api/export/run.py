@@ -224,7 +224,7 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
     for note in result.notes:
         reporter.note(note)
     if not result.report.passed:
-        from ...compare.localize import localization_note  # where it stops matching: the first diverging module
+        from ..localize import localization_note  # where it stops matching: the first diverging module
 
         raise CheckFailedError(par.parity_failure(result) + localization_note(
             data, prepared.eager, plan.feeds[0], precision=options.precision, tolerance=result.report.tolerance))
