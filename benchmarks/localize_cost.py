@@ -27,7 +27,7 @@ import torch
 from onnx import numpy_helper
 
 from cbam_deploy.backends.onnxruntime import OnnxRuntimeRunner
-from cbam_deploy.compare.localize import localize
+from cbam_deploy.api.localize import localize
 from cbam_deploy.compare.parity import compare_output
 from cbam_deploy.compare.tolerances import tolerance_for
 from cbam_deploy.fold import fold_batchnorms

@@ -23,8 +23,10 @@ REWRITE_NAMES = ("channel_mean_matmul", "global_pooling", "merged_channel_mlp", 
                  "parallel_gate_sum")
 DEFAULT_REWRITES = ("parallel_gate_sum",)  # only where it earns its place: optimize_graph(guarded=...)
 #: Backends every runner-using command accepts (backends.open_runner implements them).
-BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "openvino")
+#: The one list of their names: backends/registry.py collects each package's entry and refuses to
+#: import if its table does not match (so --help needs no backend import).
 ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")
+BACKENDS = (*(f"onnxruntime-{p}" for p in ORT_PROVIDERS), "tensorrt", "openvino")
 #: Triton's max_batch_size for an export with a dynamic batch axis.
 TRITON_MAX_BATCH = 8
 DEFAULT_VARIANT = "original"

@@ -94,7 +94,7 @@ class ExportedHost:
 def exported_host(tmp_path_factory):
     from cbam_deploy import create_model
     from cbam_deploy.api.export import ExportOptions, export_source
-    from cbam_deploy.api.export_sources import BuiltinSource
+    from cbam_deploy.api.export import BuiltinSource
 
     cache: dict[tuple[str, str], ExportedHost] = {}
 

@@ -262,7 +262,7 @@ def _explain_fp16(cell: Cell, model: ExportedModel, reference, cases, make_feed)
     """A failed FP16 cell derived from FP32: range analysis says which output overflowed and where."""
     if cell.precision != "fp16" or model.metadata.get("precision", "fp32") != "fp32":
         return
-    from .export_precision import overflow_diagnosis
+    from .export.precision import overflow_diagnosis
 
     feed = make_feed(reference.input_specs(), cases[0][1], np.random.default_rng(0))
     cell.failures += [d for d in [overflow_diagnosis(model.proto, [feed], reference.model)] if d]
@@ -284,7 +284,7 @@ def _localize(reference, cells: Sequence[Cell], models: dict[str, bytes | str], 
         candidates = [c for c in cells if c.status != "skipped" and c.backend == "onnxruntime-cpu"]
     if not candidates:
         return None
-    from ..compare.localize import localize
+    from .localize import localize
 
     cell = candidates[0]
     shapes = cases[0][1]

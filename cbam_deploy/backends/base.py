@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -149,3 +150,25 @@ def single_input_feed(runner: Runner, array: np.ndarray) -> dict[str, np.ndarray
     if len(specs) != 1:
         raise UsageError(f"{runner.name}: the model has {len(specs)} inputs; give each by name")
     return {specs[0].name: array}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One row of the backend table, declared in its own package (``backends/<name>/entry.py``) and
+    collected by ``backends.registry``. Openers and probes import their libraries only when called."""
+
+    name: str
+    runs: str  # "onnx" (a model file or bytes), "plan" (a TensorRT plan file) or "module" (PyTorch)
+    needs: str  # what must be installed/present, for messages and --help
+    options: tuple[str, ...]  # keyword options its runner takes
+    opener: Callable[..., Runner]
+    problem: Callable[[], str | None]  # why it cannot run here (quiet), or None
+    bf16: bool = False  # runs bfloat16 natively (from the FP32 ONNX, option precision="bf16")
+
+
+def onnx_source(model: Any) -> str | Path | bytes:
+    """An ONNX path or bytes from a path, bytes, or an exported model (anything with ``onnx_path``)."""
+    source = getattr(model, "onnx_path", model)
+    if not isinstance(source, (str, Path, bytes)):
+        raise UsageError(f"an ONNX backend takes a model path, bytes or an exported model, not {type(model).__name__}")
+    return source

@@ -3,118 +3,34 @@
 ``BACKENDS`` maps a name to what the backend runs (an ONNX model, a TensorRT plan, a PyTorch
 module), what it needs, how to open its runner and how to ask, quietly, whether it can run here.
 ``cbam-validate``, ``cbam-bench``, ``cbam-infer`` and ``cbam-serve`` all take their ``--backend``
-names and runners from here. Importing this module imports no torch, onnx, onnxruntime or TensorRT.
+names and runners from here. Each backend package declares its own entries beside its runner
+(``<package>/entry.py``, as timm registers models); this module collects them. Importing it imports
+no torch, onnx, onnxruntime, OpenVINO or TensorRT.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from .. import options
 from ..errors import UsageError
-from .base import Runner
+from .base import Backend, Runner
+from .onnxruntime.entry import ENTRIES as _ONNXRUNTIME
+from .openvino.entry import ENTRIES as _OPENVINO
+from .tensorrt.entry import ENTRIES as _TENSORRT
+from .torch_eager.entry import ENTRIES as _TORCH
 
+__all__ = ["BACKENDS", "DEPLOY_BACKENDS", "Backend", "backend_problem", "get_backend", "open_runner"]
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    runs: str  # "onnx" (a model file or bytes), "plan" (a TensorRT plan file) or "module" (PyTorch)
-    needs: str  # what must be installed/present, for messages and --help
-    options: tuple[str, ...]  # keyword options its runner takes
-    opener: Callable[..., Runner]
-    problem: Callable[[], str | None]  # why it cannot run here (quiet), or None
-    bf16: bool = False  # runs bfloat16 natively (from the FP32 ONNX, option precision="bf16")
+#: Every backend, collected from the entries each backend package declares beside its runner.
+BACKENDS: dict[str, Backend] = {b.name: b for b in (*_TORCH, *_ONNXRUNTIME, *_TENSORRT, *_OPENVINO)}
 
-
-def _onnx_source(model: Any) -> str | Path | bytes:
-    """An ONNX path or bytes from a path, bytes, or an exported model (anything with ``onnx_path``)."""
-    source = getattr(model, "onnx_path", model)
-    if not isinstance(source, (str, Path, bytes)):
-        raise UsageError(f"an ONNX backend takes a model path, bytes or an exported model, not {type(model).__name__}")
-    return source
-
-
-def _open_onnxruntime(provider: str) -> Callable[..., Runner]:
-    def open_(model: Any, **options: Any) -> Runner:
-        from .onnxruntime import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(_onnx_source(model), provider=provider, **options)
-
-    return open_
-
-
-def _ort_problem(provider: str) -> Callable[[], str | None]:
-    def problem() -> str | None:
-        from ..errors import MissingDependencyError
-        from .onnxruntime import provider_problem
-
-        try:
-            return provider_problem(provider)
-        except MissingDependencyError as exc:
-            return str(exc)
-
-    return problem
-
-
-def _open_tensorrt(model: Any, **options: Any) -> Runner:
-    from ..layout import plan_path
-    from .tensorrt.runner import TensorRTRunner
-
-    plan = Path(model)
-    return TensorRTRunner(plan_path(plan) if plan.is_dir() else plan, **options)
-
-
-def _tensorrt_problem() -> str | None:
-    from .tensorrt.environment import tensorrt_problem
-
-    return tensorrt_problem()
-
-
-def _open_torch(model: Any, **options: Any) -> Runner:
-    """A module with ``inputs``/``output_names`` options, or an exported model (rebuilt eager)."""
-    if hasattr(model, "eager_runner"):
-        return model.eager_runner(**({"module": options["module"]} if "module" in options else {}))
-    from .torch_eager import TorchRunner
-
-    missing = [k for k in ("inputs", "output_names") if k not in options]
-    if missing:
-        raise UsageError(f"the torch backend over a bare module needs {', '.join(missing)}")
-    return TorchRunner(model, options["inputs"], options["output_names"],
-                       allow_nonfinite=options.get("allow_nonfinite", False))
-
-
-def _open_openvino(model: Any, **options: Any) -> Runner:
-    from .openvino import OpenVinoRunner
-
-    return OpenVinoRunner(_onnx_source(model), **options)
-
-
-def _openvino_problem() -> str | None:
-    from .openvino import openvino_problem
-
-    return openvino_problem()
-
-
-_ORT_OPTIONS = ("threads", "spinning", "optimization_level", "optimized_cache", "allow_nonfinite")
-_ORT_NEEDS = {"cpu": "onnxruntime (or onnxruntime-gpu)",
-              "cuda": "onnxruntime-gpu, an NVIDIA GPU, CUDA 13 (cuBLAS, cuRAND, runtime) and cuDNN 9",
-              "tensorrt": "onnxruntime-gpu, an NVIDIA GPU, CUDA 13, cuDNN 9 and TensorRT 10 libraries"}
-
-BACKENDS: dict[str, Backend] = {
-    "torch": Backend("torch", "module", "torch (CPU is enough)", ("inputs", "output_names", "module",
-                                                                  "allow_nonfinite"), _open_torch, lambda: None),
-    **{f"onnxruntime-{p}": Backend(f"onnxruntime-{p}", "onnx", _ORT_NEEDS[p], _ORT_OPTIONS, _open_onnxruntime(p),
-                                   _ort_problem(p)) for p in ("cpu", "cuda", "tensorrt")},
-    "tensorrt": Backend("tensorrt", "plan", "TensorRT 10+, Polygraphy and an NVIDIA GPU (the GPU image)",
-                        ("allow_nonfinite",), _open_tensorrt, _tensorrt_problem),
-    "openvino": Backend("openvino", "onnx", 'OpenVINO 2025+ on the CPU (pip install -e ".[openvino]")',
-                        ("precision", "threads", "cache_dir", "keep_attention_f32", "allow_nonfinite"),
-                        _open_openvino, _openvino_problem, bf16=True),
-}
-
-#: The backends that run an exported ONNX model or its plan (what validate/bench/serve compare).
-DEPLOY_BACKENDS = tuple(name for name, b in BACKENDS.items() if b.runs != "module")
+#: The backends that run an exported ONNX model or its plan (what validate/bench/serve compare):
+#: ``options.BACKENDS`` is the one list of their names (light, for ``--help``); the table must match it.
+DEPLOY_BACKENDS = options.BACKENDS
+if {n for n, b in BACKENDS.items() if b.runs != "module"} != set(DEPLOY_BACKENDS):  # pragma: no cover
+    raise ImportError(f"backend table {sorted(BACKENDS)} does not match options.BACKENDS {DEPLOY_BACKENDS}: "
+                      "declare a new backend in both")
 
 
 def get_backend(name: str) -> Backend:

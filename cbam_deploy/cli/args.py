@@ -113,7 +113,12 @@ def add_report_args(p: argparse.ArgumentParser, *, markdown: bool = True) -> Non
     p.add_argument("--json-out", default=None, metavar="PATH", help="also write the full result as JSON to PATH")
     if markdown:
         p.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report to PATH")
-    p.add_argument("--force", action="store_true", help="overwrite report files that already exist")
+    add_force_arg(p, "overwrite report files that already exist")
+
+
+def add_force_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--force``, declared once: nothing is overwritten unless asked; ``what`` says what it overwrites."""
+    p.add_argument("--force", action="store_true", help=what)
 
 
 def check_output_files(args: argparse.Namespace, *options: str) -> None:

@@ -7,8 +7,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from .args import add_json_args, add_model_folder_args, positive_int
-from .common import EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
+from .args import add_force_arg, add_json_args, add_model_folder_args, positive_int
+from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
+from .render import print_json
 
 DEFAULT_MAX_BATCH = 32  # backends.tensorrt.profiles.DEFAULT_MAX_BATCH (a test keeps them equal)
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", default=None, metavar="PATH", help="load (if present) and save a timing cache")
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
     p.add_argument("--name", default=None, help="model name (default: the model folder's name + _trt)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing plan")
+    add_force_arg(p, "overwrite an existing plan")
     add_json_args(p)
     add_debug_flag(p)
     return p

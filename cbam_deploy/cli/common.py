@@ -8,7 +8,6 @@ SIGINT, 143 SIGTERM); :func:`exit_status` is the only mapping from an exception 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -97,6 +96,3 @@ def run_command(prog: str, main: Callable[[argparse.Namespace], int], parser: ar
         pass
     return status
 
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))

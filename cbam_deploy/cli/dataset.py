@@ -9,7 +9,7 @@ from typing import Sequence
 
 from ..errors import UsageError
 from ..reference.config import DEFAULT_SEED
-from .args import positive_int
+from .args import add_force_arg, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "heldout"), default="heldout", help="default heldout")
     p.add_argument("--count", type=positive_int, default=100, help="number of images (default 100)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
-    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    add_force_arg(p, "write into a non-empty folder")
     add_debug_flag(p)
     return p
 

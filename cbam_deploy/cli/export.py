@@ -15,7 +15,7 @@ from ..options import (CALIBRATION_METHODS, DEFAULT_ARCH, DEFAULT_CALIBRATION_ME
                        DEFAULT_REWRITES, DEFAULT_TARGET, DEFAULT_VARIANT, DYNAMIC_MODES, EXPORTERS, ONNX_PRECISIONS,
                        REWRITE_NAMES, TARGET_INT8_FLAVOR, TARGETS)
 from ..shapes import parse_shape
-from .args import add_calibration_arg, add_json_args, positive_float, positive_int
+from .args import add_calibration_arg, add_force_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 from .preprocess_args import add_preprocessing_args, preprocessing_from_args
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _precision_target_args(p)
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
     p.add_argument("--name", default=None, help="model name in the repository (default VARIANT_ARCH)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model of the same name")
+    add_force_arg(p, "overwrite an existing model of the same name")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and example inputs (default 0)")
     add_json_args(p)
     p.add_argument("--list", action="store_true", help="list variants and host networks, then exit")

@@ -9,8 +9,9 @@ import sys
 from typing import Sequence
 
 from ..options import ONNX_PRECISIONS
-from .args import add_json_args, add_precisions_arg, csv_choices, csv_positive_ints, positive_int
-from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, print_json, run_command
+from .args import add_force_arg, add_json_args, add_precisions_arg, csv_choices, csv_positive_ints, positive_int
+from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, run_command
+from .render import print_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs per configuration (default 50)")
     p.add_argument("--without-tensorrt", action="store_true",
                    help="check everything up to TensorRT (a GPU machine without TensorRT); the verdict says so")
-    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    add_force_arg(p, "overwrite an existing report")
     add_json_args(p)
     add_debug_flag(p)
     return p

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..options import ORT_PROVIDERS
-from .args import add_json_args, add_model_folder_args, check_output_files, positive_int
+from .args import add_force_arg, add_json_args, add_model_folder_args, check_output_files, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-map", metavar="OUT.png", help="write each input beside its spatial attention map "
                                                               "(from the eager model; images only)")
     p.add_argument("--block", default=None, help="block whose spatial attention to show (default: the first, e.g. layer1.0)")
-    p.add_argument("--force", action="store_true", help="overwrite --attention-map if it exists")
+    add_force_arg(p, "overwrite --attention-map if it exists")
     add_json_args(p)
     add_debug_flag(p)
     return p

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ..serving.options import DEFAULT_EXIT_TIMEOUT_S, DEFAULT_QUEUE_DELAY_US, SERVE_BACKENDS
 from ..serving.triton_config import DEFAULT_MAX_BATCH
+from .args import add_force_arg
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of serving: write DIR/NAME_openvino (config.pbtxt + 1/model.onnx) for Triton's own "
                         "OpenVINO backend (Triton's NGC containers; PyTriton's tritonserver has no OpenVINO backend) "
                         "and exit. --threads goes into its config; --force overwrites")
-    p.add_argument("--force", action="store_true", help="with --write-triton-openvino: overwrite the folder")
+    add_force_arg(p, "with --write-triton-openvino: overwrite the folder")
     p.add_argument("--log-verbose", type=int, default=0,
                    help="Triton's log verbosity (default 0: warnings, errors and one line per rejected request)")
     add_debug_flag(p)

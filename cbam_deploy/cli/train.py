@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..errors import UsageError
 from ..reference.config import REFERENCE_ARCH, TrainConfig
-from .args import add_json_args, positive_float, positive_int
+from .args import add_force_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=d.lr, help=f"peak learning rate, one-cycle (default {d.lr})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default {d.seed})")
     p.add_argument("--threads", type=positive_int, default=d.threads, help=f"torch threads (default {d.threads})")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_force_arg(p, "overwrite --out if it exists")
     add_json_args(p)
     add_debug_flag(p)
     return p

@@ -6,7 +6,8 @@ report names the first module out of tolerance (``layer3.1.conv2``) with the err
 so a layer that broke the output is told apart from one where accumulated error crossed the line,
 and gives a per-block table for every attention block the attention finder sees (CBAM, SE, ECA,
 Coordinate Attention, SimAM...: after its channel gate, after its spatial gate, after the block;
-``localize_blocks.py``). Builds nothing: the graph it runs is the one it is given.
+``localize_blocks.py``). Builds and opens nothing: the graph it runs is the one it is given, on the
+runner that ``open_graph`` (handed in by ``api.localize``) opens over it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -29,6 +30,8 @@ from .tolerances import Tolerance, tolerance_for
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from ..backends.base import Runner
 
 _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Cast")  # pass a tensor on, at another precision
 _MAX_CALLS = 4  # calls of one module matched by least error (permutations: 4! at most)
@@ -126,14 +129,16 @@ def _load(model: Any) -> onnx.ModelProto:
 
 
 def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mapping[str, np.ndarray], *,
-             precision: str = "fp32", tolerance: Tolerance | None = None, provider: str = "cpu") -> LocalizationReport:
+             open_graph: Callable[[bytes], "Runner"], precision: str = "fp32",
+             tolerance: Tolerance | None = None) -> LocalizationReport:
     """Compare every module's output in the ONNX graph with eager's on ``feed`` (float32 arrays by
     input name) and name the first module out of ``tolerance`` (default: the precision's table).
 
     ``exported_model_or_onnx``: an ONNX proto, its bytes, a ``.onnx`` path or an exported model
-    (anything with ``.proto``), at any precision. ``provider``: ONNX Runtime's (cpu, cuda, tensorrt).
+    (anything with ``.proto``), at any precision. ``open_graph``: an inactive runner over the serialized
+    graph with every module's output exposed, letting NaN/Inf through (they are what is looked for);
+    ``cbam_deploy.api.localize`` hands in ONNX Runtime's.
     """
-    from ..backends import open_runner
     from ..backends.base import cast_feed
 
     start = time.perf_counter()
@@ -152,7 +157,7 @@ def localize(exported_model_or_onnx: Any, eager_module: "nn.Module", feed: Mappi
         raise UsageError(f"the feed has no value for input(s) {', '.join(missing)} (given: {', '.join(feed)})")
     exposed = {t for m in tensors.values() for t in (*m.outputs, *m.inputs)} | {g.activation for g in gates}
     # NaN/Inf inside the graph is what is being looked for here, not a reason to stop.
-    with open_runner(f"onnxruntime-{provider}", exposed_bytes(proto, sorted(exposed)), allow_nonfinite=True) as runner:
+    with open_graph(exposed_bytes(proto, sorted(exposed))) as runner:
         values = runner.infer(cast_feed(runner, {n: np.asarray(feed[n], np.float32) for n in input_names}))
     values = {k: v.astype(np.float32, copy=False) for k, v in values.items()}
     captured = capture(eager_module, feed, input_names, set(tensors))
@@ -301,13 +306,14 @@ def _verdict(report: LocalizationReport) -> str:
     return head + f"; its inputs are already off by {worst:.2g}): the error grew here"
 
 
-def localization_note(model: Any, eager_module, feed: Mapping[str, np.ndarray], *, precision: str,
-                      tolerance: Tolerance | None = None) -> str:
+def localization_note(model: Any, eager_module, feed: Mapping[str, np.ndarray], *,
+                      open_graph: Callable[[bytes], "Runner"], precision: str, tolerance: Tolerance | None = None) -> str:
     """``"; <verdict>"`` to append to a failed parity check's one-line error (cbam-export's).
 
     A localization that cannot run says so in the note rather than hiding the parity failure.
     """
     try:
-        return "; " + localize(model, eager_module, feed, precision=precision, tolerance=tolerance).verdict
+        return "; " + localize(model, eager_module, feed, open_graph=open_graph, precision=precision,
+                               tolerance=tolerance).verdict
     except Exception as exc:  # the parity failure is the error being reported; this only adds to it
         return f"; (localization could not run: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

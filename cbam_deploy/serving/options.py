@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-# backends.DEPLOY_BACKENDS, spelled out here so --help imports nothing (a test keeps them equal).
-SERVE_BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "openvino")
+from ..options import BACKENDS
+
+#: backends.DEPLOY_BACKENDS: the ground floor's one list of names (--help imports no backend).
+SERVE_BACKENDS = BACKENDS
 DEFAULT_QUEUE_DELAY_US = 500
 DEFAULT_EXIT_TIMEOUT_S = 4  # in-flight requests' time to finish on SIGTERM (the whole stop stays under 10 s)

@@ -17,7 +17,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from cbam_deploy.compare.localize import localize
+from cbam_deploy.api.localize import localize
 from cbam_deploy.fold import fold_batchnorms
 from cbam_deploy.models import create_model, list_variants
 from cbam_deploy.onnx_export import graph

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from cbam_deploy.compare.eager_capture import user_modules
 from cbam_deploy.compare.graph_scopes import node_scopes
-from cbam_deploy.compare.localize import localize
+from cbam_deploy.api.localize import localize
 from cbam_deploy.fold import fold_batchnorms
 from cbam_deploy.models.user_model import UserModelSpec, build_user_model
 from cbam_deploy.onnx_export import graph

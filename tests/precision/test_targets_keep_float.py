@@ -135,7 +135,7 @@ def test_int8_keep_float_auto_meets_the_task_gate(tmp_path):
 
 def test_int8_keep_float_auto_adds_the_worst_module_while_the_gate_fails(tmp_path, monkeypatch):
     """The search itself: a gate that fails once makes it keep one module, chosen by localized error."""
-    from cbam_deploy.api import export_keep_float as ekf
+    from cbam_deploy.api.export import keep_float as ekf
 
     real_gate = ekf._gate
     calls = []

@@ -9,22 +9,16 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import VARIANTS
-from .deep_spatial import DeepSpatialCBAM
+
+# Each class registers itself beside its definition (``@VARIANTS.register``), in import order: this
+# order is the registry's (original, dual_bn, deep_spatial, parallel). Each class takes
+# (channels, ratio=16, kernel_size=7): the classes are the builders.
+from .original import OriginalCBAM  # noqa: I001  (isort: order is the registration order)
 from .dual_bn import DualBNCBAM
-from .original import OriginalCBAM
+from .deep_spatial import DeepSpatialCBAM
 from .parallel import ParallelCBAM
 
 __all__ = ["DeepSpatialCBAM", "DualBNCBAM", "OriginalCBAM", "ParallelCBAM", "create_cbam", "list_variants"]
-
-
-# Each class takes (channels, ratio=16, kernel_size=7): the classes are the builders.
-for _name, _cls, _description in (
-    ("original", OriginalCBAM, "the paper's CBAM: shared MLP, channel then spatial"),
-    ("dual_bn", DualBNCBAM, "independent avg/max MLP branches with BatchNorm"),
-    ("deep_spatial", DeepSpatialCBAM, "two-conv spatial attention with BatchNorm and a residual"),
-    ("parallel", ParallelCBAM, "dynamic MLP width, He init, x + ca(x) + sa(x)"),
-):
-    VARIANTS.register(_name, description=_description)(_cls)
 
 
 def list_variants(pattern: str = "*") -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import VARIANTS
 from ._checks import check_kernel_size
 from .original import ChannelAttention, spatial_descriptor
 
@@ -38,6 +39,7 @@ class DeepSpatialAttention(nn.Module):
         return x * self.sigmoid(out)
 
 
+@VARIANTS.register("deep_spatial", description="two-conv spatial attention with BatchNorm and a residual")
 class DeepSpatialCBAM(nn.Module):
     """Sequential CBAM with the paper's channel attention and the deeper spatial attention."""
 

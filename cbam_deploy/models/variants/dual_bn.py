@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import VARIANTS
 from ._checks import check_channels, check_ratio
 from .original import SpatialAttention
 
@@ -38,6 +39,7 @@ class DualBNChannelAttention(nn.Module):
         return x * gate
 
 
+@VARIANTS.register("dual_bn", description="independent avg/max MLP branches with BatchNorm")
 class DualBNCBAM(nn.Module):
     """Sequential CBAM with the dual-branch channel attention and the paper's spatial attention."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import VARIANTS
 from ._checks import check_channels, check_kernel_size, check_ratio
 
 ORIGINAL_KERNEL_SIZES = (3, 7)
@@ -53,6 +54,7 @@ def spatial_descriptor(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([avg_out, max_out], dim=1)
 
 
+@VARIANTS.register("original", description="the paper's CBAM: shared MLP, channel then spatial")
 class OriginalCBAM(nn.Module):
     """Sequential CBAM: ``spatialattention(channelattention(x))``."""
 

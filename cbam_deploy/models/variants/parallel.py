@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import VARIANTS
 from ._checks import check_channels, check_kernel_size, check_ratio
 from .deep_spatial import spatial_conv_stack
 from .original import spatial_descriptor
@@ -70,6 +71,7 @@ class ParallelSpatialAttention(nn.Module):
         return x * self.sigmoid(self.conv(spatial_descriptor(x)))
 
 
+@VARIANTS.register("parallel", description="dynamic MLP width, He init, x + ca(x) + sa(x)")
 class ParallelCBAM(nn.Module):
     """Parallel fusion with a residual: ``x + ca(x) + sa(x)``."""
 

@@ -8,7 +8,7 @@ the pairing localization uses (``compare.graph_scopes``). What stays float, and 
 * ``range`` (FP16, ``--keep-float auto``): a tensor the FP16 region would hold leaves FP16's range
   on the calibration/parity inputs (``precision.ranges``): its module stays FP32;
 * ``error`` (INT8, ``--keep-float auto``): modules added, worst per-module error first, until the
-  task gate holds (``export_keep_float.greedy_int8``).
+  task gate holds (``keep_float.greedy_int8``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 import numpy as np
 import onnx
 
-from ..errors import CheckFailedError, UsageError
-from ..options import KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR
+from ...errors import CheckFailedError, UsageError
+from ...options import KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR
 
 _MAX_RANGE_ROUNDS = 256
 
@@ -36,7 +36,7 @@ class ModuleMap:
 
     @classmethod
     def of(cls, proto: onnx.ModelProto, modules: Collection[str]) -> "ModuleMap":
-        from ..compare.graph_scopes import node_scopes
+        from ...compare.graph_scopes import node_scopes
 
         scopes = node_scopes(proto, modules)
         for node in proto.graph.node:
@@ -103,9 +103,9 @@ def fp16_stage(proto: onnx.ModelProto, *, keep_io_types: bool, keep_float: Seque
                feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """FP16 with the rules, the user's modules and (``auto``) the modules whose tensors leave FP16's
     range kept FP32. Without ``auto``, a tensor out of range is a ``CheckFailedError`` naming it."""
-    from ..precision import convert_to_fp16
-    from ..precision.fp16 import fp16_rule_nodes
-    from ..precision.ranges import fp16_range_problems, tensor_ranges
+    from ...precision import convert_to_fp16
+    from ...precision.fp16 import fp16_rule_nodes
+    from ...precision.ranges import fp16_range_problems, tensor_ranges
 
     auto = KEEP_FLOAT_AUTO in keep_float
     kept = KeptFloat()
@@ -160,7 +160,7 @@ def int8_stage(proto: onnx.ModelProto, calibration: np.ndarray, *, calibration_l
                auto_search: Callable[..., Any] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """INT8 in ``target``'s flavor, the user's modules kept float; ``auto_search(quantize, kept)``
     (``--keep-float auto``) adds modules until the task gate holds."""
-    from ..precision import quantize_int8
+    from ...precision import quantize_int8
 
     kept = KeptFloat()
     for module in resolve_keep_float([m for m in keep_float if m != KEEP_FLOAT_AUTO], mapping):
@@ -185,10 +185,10 @@ def int8_stage(proto: onnx.ModelProto, calibration: np.ndarray, *, calibration_l
 def overflow_diagnosis(fp32: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], eager_module) -> str | None:
     """Why an FP16 model derived from ``fp32`` answered NaN/Inf, from range analysis of the FP32 graph:
     the output that overflows and where it starts (a one-line hint), or None when nothing leaves FP16's range."""
-    from ..compare.eager_capture import user_modules
-    from ..onnx_export.graph import ensure_node_names
-    from ..precision.fp16 import fp16_rule_nodes
-    from ..precision.ranges import fp16_range_problems, tensor_ranges
+    from ...compare.eager_capture import user_modules
+    from ...onnx_export.graph import ensure_node_names
+    from ...precision.fp16 import fp16_rule_nodes
+    from ...precision.ranges import fp16_range_problems, tensor_ranges
 
     proto = onnx.ModelProto.FromString(fp32.SerializeToString())
     ensure_node_names(proto)

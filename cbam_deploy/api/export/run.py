@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CheckFailedError, UsageError
-from ..options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, DEFAULT_OPSET, \
+from ...errors import CheckFailedError, UsageError
+from ...options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, DEFAULT_OPSET, \
     DEFAULT_REWRITES, DEFAULT_TARGET, DYNAMIC_MODES, EXPORTERS, KEEP_FLOAT_AUTO, MIN_OPSET, ONNX_PRECISIONS, TARGETS, \
     TRITON_MAX_BATCH
-from ..progress import RichReporter, SilentReporter, StageReporter
-from .export_sources import BuiltinSource, FactorySource, ModelSource, ModuleSource, SourceModel
+from ...progress import RichReporter, SilentReporter, StageReporter
+from .sources import BuiltinSource, FactorySource, ModelSource, ModuleSource, SourceModel
 
 __all__ = ["BuiltinSource", "ExportOptions", "ExportReport", "FactorySource", "ModuleSource", "export",
            "export_source"]
@@ -65,7 +65,7 @@ class ExportOptions:
         if self.opset < MIN_OPSET:
             raise UsageError(f"--opset {self.opset} is not supported; use {MIN_OPSET} or newer")
         if self.name is not None:  # "../x" would write outside --out
-            from ..artifacts import check_name
+            from ...artifacts import check_name
 
             check_name(self.name)
         if self.max_scaled_error is not None and not self.max_scaled_error > 0:
@@ -134,7 +134,7 @@ def _calibration(options: ExportOptions, source: SourceModel, reporter: StageRep
     if not isinstance(options.calibration, str):
         data = np.ascontiguousarray(options.calibration, dtype=np.float32)
         return data, options.calibration_label or f"array {list(data.shape)}"
-    from ..precision.calibration import load_calibration
+    from ...precision.calibration import load_calibration
 
     pre = source.preprocessing
     data, label, warning = load_calibration(options.calibration, input_shape=tuple(source.example_inputs[0].shape),
@@ -150,7 +150,7 @@ def _calibration(options: ExportOptions, source: SourceModel, reporter: StageRep
 
 def _parity_feed(options: ExportOptions, source: SourceModel, calibration: np.ndarray | None):
     """FP32 parity: seeded noise. FP16/INT8: real samples (the source's, else the calibration data)."""
-    from ..compare.cases import random_feed, sample_feed
+    from ...compare.cases import random_feed, sample_feed
 
     real = source.parity_data if source.parity_data is not None else calibration
     if options.precision == "fp32" or real is None or len(source.example_inputs) != 1:
@@ -161,7 +161,7 @@ def _parity_feed(options: ExportOptions, source: SourceModel, calibration: np.nd
 def export_source(source: ModelSource, options: ExportOptions | None = None, *,
                   reporter: StageReporter | None = None) -> ExportReport:
     """Build the model ``source`` describes and export it as ``options`` say; see the module docstring."""
-    from ..artifacts import check_target, staged_directory
+    from ...artifacts import check_target, staged_directory
 
     options = options or ExportOptions()
     options.check()
@@ -182,7 +182,7 @@ class _Graph:
     """What the graph stages made: the final ONNX and the counts and reports along the way."""
 
     proto: Any
-    folded: Any  # export_stages.Folded
+    folded: Any  # stages.Folded
     ops_exported: dict[str, int]
     ops_simplified: dict[str, int]
     ops_optimized: dict[str, int]
@@ -192,11 +192,11 @@ class _Graph:
 
 def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageReporter, staging: Path, target: Path,
                 name: str, calibration: np.ndarray | None, calibration_label: str) -> ExportReport:
-    from . import export_parity as par
-    from . import export_stages as st
-    from ..compare.cases import random_feed
-    from ..onnx_export.graph import io_signature
-    from ..onnx_export.metadata import set_metadata
+    from . import parity as par
+    from . import stages as st
+    from ...compare.cases import random_feed
+    from ...onnx_export.graph import io_signature
+    from ...onnx_export.metadata import set_metadata
 
     with reporter.stage("cases", "eager at every parity shape"):
         prepared = st.prepare(built.model, built.example_inputs, dynamic=options.dynamic, classifier=built.classifier,
@@ -224,7 +224,7 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
     for note in result.notes:
         reporter.note(note)
     if not result.report.passed:
-        from ..compare.localize import localization_note  # where it stops matching: the first diverging module
+        from ..localize import localization_note  # where it stops matching: the first diverging module
 
         raise CheckFailedError(par.parity_failure(result) + localization_note(
             data, prepared.eager, plan.feeds[0], precision=options.precision, tolerance=result.report.tolerance))
@@ -248,9 +248,9 @@ def _run_stages(built: SourceModel, options: ExportOptions, reporter: StageRepor
 def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporter, calibration: np.ndarray | None,
                   calibration_label: str, built: SourceModel) -> _Graph:
     """fold -> export -> simplify -> check -> optimize -> precision."""
-    from . import export_stages as st
-    from ..onnx_export import graph
-    from ..onnx_export.graph import op_counts
+    from . import stages as st
+    from ...onnx_export import graph
+    from ...onnx_export.graph import op_counts
 
     with reporter.stage("fold", "BatchNorm into Conv/Linear"):
         folded = st.fold(prepared)
@@ -279,7 +279,7 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
     ops_optimized = op_counts(proto)
     details: dict[str, Any] = {}
     if options.precision != "fp32":
-        from .export_keep_float import precision_stage
+        from .keep_float import precision_stage
 
         proto, details = precision_stage(proto, options, reporter, prepared=prepared, plan=plan, built=built,
                                          calibration=calibration, calibration_label=calibration_label)
@@ -288,7 +288,7 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
 
 def _target_metadata(options: ExportOptions) -> dict[str, Any]:
     """The target always; INT8's flavor and calibration method with INT8."""
-    from ..options import TARGET_INT8_FLAVOR
+    from ...options import TARGET_INT8_FLAVOR
 
     meta: dict[str, Any] = {"target": options.target}
     if options.precision == "int8":

@@ -9,7 +9,7 @@ import torch
 import cbam_deploy
 from cbam_deploy.errors import UsageError
 
-from .conftest import EXAMPLES, randomize_batchnorm
+from tests.conftest import EXAMPLES, randomize_batchnorm
 
 
 def load_example(name: str):

@@ -2,7 +2,7 @@
 
     prepare -> fold -> export -> simplify -> check -> optimize -> precision -> (parity) -> write
 
-``api/export.py`` composes them (the parity stages are in ``export_parity.py``).
+``run.py`` composes them (the parity stages are in ``parity.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import onnx
 import torch
 from torch import nn
 
-from ..backends.base import TensorSpec
-from ..errors import CheckFailedError, UsageError
-from ..fold import FoldReport, fold_batchnorms
-from ..onnx_export import graph
-from ..onnx_export.outputs import FlatOutputs, exportable, flatten_module, flatten_outputs, output_axes
-from ..onnx_export.torch_to_onnx import dynamic_axes_for, export_to_onnx
-from ..optimize import OptimizeReport
+from ...backends.base import TensorSpec
+from ...errors import CheckFailedError, UsageError
+from ...fold import FoldReport, fold_batchnorms
+from ...onnx_export import graph
+from ...onnx_export.outputs import FlatOutputs, exportable, flatten_module, flatten_outputs, output_axes
+from ...onnx_export.torch_to_onnx import dynamic_axes_for, export_to_onnx
+from ...optimize import OptimizeReport
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Prepared:
 def prepare(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic: str, classifier: bool,
             input_names: Sequence[str] | None, output_names: Sequence[str] | None) -> Prepared:
     """Check the model and inputs, run eager once, name inputs and (flattened) outputs, set the axes."""
-    from ..models.user_model import describe_exception
+    from ...models.user_model import describe_exception
 
     if model.training:
         raise UsageError("the model is in training mode; call model.eval() before exporting")
@@ -90,7 +90,7 @@ class Folded:
 
 def fold(prepared: Prepared) -> Folded:
     """BatchNorm into Conv/Linear; size-derived whole-map pooling made adaptive when H, W are dynamic."""
-    from ..optimize import globalize_pooling
+    from ...optimize import globalize_pooling
 
     folded, report = fold_batchnorms(prepared.eager.model)
     # Always: with H, W dynamic a kernel from x.size() would pin them, and even with H, W fixed the
@@ -162,7 +162,7 @@ def check(proto: onnx.ModelProto, fold_report: FoldReport, *, simplified: bool) 
 
 def optimize(proto: onnx.ModelProto, rewrites: Sequence[str]) -> tuple[onnx.ModelProto, OptimizeReport]:
     """The CBAM-aware rewrites asked for (``optimize_graph`` runs onnx.checker's full check on its result)."""
-    from ..optimize import optimize_graph
+    from ...optimize import optimize_graph
 
     if not rewrites:
         return proto, OptimizeReport()
@@ -172,7 +172,7 @@ def optimize(proto: onnx.ModelProto, rewrites: Sequence[str]) -> tuple[onnx.Mode
 def metadata(prepared: Prepared, base: Mapping[str, Any], *, opset: int, precision_name: str, classifier: bool,
              exporter: str, rewrites: Mapping[str, int]) -> dict[str, Any]:
     """What the ONNX says about itself (``metadata_props``) and export.json repeats."""
-    from ..onnx_export.metadata import package_versions
+    from ...onnx_export.metadata import package_versions
 
     return {
         **base, "graph_rewrites": dict(rewrites),
@@ -198,8 +198,8 @@ class Written:
 def write(staging: Path, target: Path, name: str, data: bytes, signature: Mapping[str, Any],
           meta: Mapping[str, Any], *, triton_max_batch: int) -> Written:
     """model.onnx and Triton's config.pbtxt into the staging folder (published with export.json)."""
-    from ..layout import CONFIG_FILE, MODEL_FILE, REPORT_FILE, VERSION_DIR
-    from ..serving.triton_config import build_config, write_config
+    from ...layout import CONFIG_FILE, MODEL_FILE, REPORT_FILE, VERSION_DIR
+    from ...serving.triton_config import build_config, write_config
 
     (staging / VERSION_DIR).mkdir()
     (staging / VERSION_DIR / MODEL_FILE).write_bytes(data)
@@ -209,7 +209,7 @@ def write(staging: Path, target: Path, name: str, data: bytes, signature: Mappin
 
 
 def write_report(staging: Path, report: Mapping[str, Any]) -> None:
-    from ..artifacts import atomic_write_text
-    from ..layout import REPORT_FILE
+    from ...artifacts import atomic_write_text
+    from ...layout import REPORT_FILE
 
     atomic_write_text(staging / REPORT_FILE, json.dumps(report, indent=2) + "\n")

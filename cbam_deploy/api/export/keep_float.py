@@ -1,5 +1,5 @@
 """The export's precision stage wired to the model: module names, range-analysis inputs, the INT8
-task gate and the greedy ``--keep-float auto`` search (``export_precision`` has the graph side).
+task gate and the greedy ``--keep-float auto`` search (``precision`` has the graph side).
 
 INT8 ``auto``: start from the attention rule; while the task gate fails, localize (per-module error
 of the quantized graph against eager, ``compare.localize``), keep the module whose own error grows
@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import CheckFailedError
-from ..options import KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR
+from ...errors import CheckFailedError
+from ...options import KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR
 
 MAX_ACCURACY_DROP_POINTS = 1.0
 MIN_TOP1_AGREEMENT = 0.97
@@ -35,10 +35,10 @@ FP16_CPU_RATIO = "0.82x"
 def precision_stage(proto, options, reporter, *, prepared, plan, built, calibration: np.ndarray | None,
                     calibration_label: str) -> tuple[Any, dict[str, Any]]:
     """FP16 or INT8 of the FP32 graph for ``options.target``, float kept as ``options.keep_float`` says."""
-    from ..compare.eager_capture import user_modules
-    from ..onnx_export.graph import ensure_node_names
-    from ..precision.int8 import FLAVOR_DESCRIPTIONS
-    from .export_precision import ModuleMap, fp16_stage, int8_stage
+    from ...compare.eager_capture import user_modules
+    from ...onnx_export.graph import ensure_node_names
+    from ...precision.int8 import FLAVOR_DESCRIPTIONS
+    from .precision import ModuleMap, fp16_stage, int8_stage
 
     ensure_node_names(proto)
     mapping = ModuleMap.of(proto, user_modules(prepared.eager))
@@ -81,11 +81,11 @@ def _gate(proto, prepared, built, calibration: np.ndarray) -> Callable[[bytes], 
     """The task gate for ``--keep-float auto``: eager's answers computed once, the candidate's per call."""
     import torch
 
-    from ..backends import open_runner
-    from ..backends.base import cast_feed
+    from ...backends import open_runner
+    from ...backends.base import cast_feed
 
     if built.reference_task:
-        from ..reference.evaluate import heldout_batch
+        from ...reference.evaluate import heldout_batch
 
         x, labels = heldout_batch(1000)
     else:
@@ -120,7 +120,7 @@ def _gate(proto, prepared, built, calibration: np.ndarray) -> Callable[[bytes], 
 
 def greedy_int8(quantize, kept, gate, mapping, prepared, reporter):
     """Add modules, worst own error first, until ``gate`` passes; the rounds are recorded."""
-    from ..compare.localize import localize
+    from ..localize import localize
 
     quantized, report = quantize(kept)
     first_bytes = quantized.SerializeToString()
@@ -164,9 +164,9 @@ def _worst_module(errors, kept: dict, mapping) -> tuple[str | None, float]:
 def _speed_cost(before: bytes, after: bytes, prepared) -> dict[str, Any]:
     """ONNX Runtime CPU median latency at the example input, the rule-only INT8 against the final one:
     20 interleaved runs each, spinning off (cheap, indicative; benchmarks/ for real figures)."""
-    from ..backends import open_runner
-    from ..backends.base import cast_feed
-    from ..bench import time_interleaved
+    from ...backends import open_runner
+    from ...backends.base import cast_feed
+    from ...bench import time_interleaved
 
     feed = {prepared.input_names[0]: prepared.inputs[0].numpy()}
     with open_runner("onnxruntime-cpu", before, spinning=False) as a, open_runner("onnxruntime-cpu", after, spinning=False) as b:

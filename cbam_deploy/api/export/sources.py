@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..layout import REFERENCE_ARCH, REFERENCE_WEIGHTS, is_reference_task
-from ..options import DEFAULT_ARCH
-from ..progress import StageReporter
+from ...errors import UsageError
+from ...layout import REFERENCE_ARCH, REFERENCE_WEIGHTS, is_reference_task
+from ...options import DEFAULT_ARCH
+from ...progress import StageReporter
 
 #: (onnx bytes, eager module returning a flat tuple, output names) -> extra report entries.
 TaskResults = Callable[[bytes, nn.Module, Sequence[str]], dict[str, Any]]
@@ -68,9 +68,9 @@ class BuiltinSource:
     seed: int = 0
 
     def build(self, reporter: StageReporter) -> SourceModel:
-        from ..models import host_defaults
-        from ..models.registry import HOSTS, VARIANTS
-        from ..models.spec import ModelSpec, build_model
+        from ...models import host_defaults
+        from ...models.registry import HOSTS, VARIANTS
+        from ...models.spec import ModelSpec, build_model
 
         arch = HOSTS.get(self.arch).name
         variant = None if self.variant in (None, "none") else VARIANTS.get(self.variant).name
@@ -102,7 +102,7 @@ class BuiltinSource:
         source = SourceModel(built.model, _seeded_inputs([shape], self.seed), f"{variant or 'plain'}_{arch}", metadata,
                              classifier=defaults.is_classifier, preprocessing=preprocessing)
         if source.reference_task and classes:
-            from ..reference.evaluate import heldout_batch
+            from ...reference.evaluate import heldout_batch
 
             # Real inputs for FP16/INT8 parity: held-out images, never the calibration images.
             source.parity_data = heldout_batch(64)[0]
@@ -124,7 +124,7 @@ class FactorySource:
     image_preprocessing: dict[str, Any] | None = None
 
     def build(self, reporter: StageReporter) -> SourceModel:
-        from ..models.user_model import UserModelSpec, build_user_model, canonical_reference, state_sha256
+        from ...models.user_model import UserModelSpec, build_user_model, canonical_reference, state_sha256
 
         if not self.input_shapes:
             raise UsageError("--model needs --input-shape (one per input, e.g. --input-shape 1x3x224x224)")
@@ -156,7 +156,7 @@ class FactorySource:
 
 def image_preprocessing_for(shape: Sequence[int], given: dict[str, Any]) -> dict[str, Any]:
     """The recorded preprocessing of a user's image model, checked against its first input's shape."""
-    from ..model_dir import MAX_INPUT_SIDE
+    from ...model_dir import MAX_INPUT_SIDE
 
     if len(shape) != 4 or shape[1] != 3:
         raise UsageError(f"--mean/--std describe RGB images, but the first input has shape "
@@ -212,9 +212,9 @@ def reference_task_results(classes: Sequence[str]) -> TaskResults:
     """Accuracy of the exported model on held-out images against eager, and one real prediction."""
 
     def results(onnx_bytes: bytes, eager: nn.Module, output_names: Sequence[str]) -> dict[str, Any]:
-        from ..backends import open_runner
-        from ..backends.base import cast_feed
-        from ..reference.evaluate import evaluate_heldout, heldout_batch
+        from ...backends import open_runner
+        from ...backends.base import cast_feed
+        from ...reference.evaluate import evaluate_heldout, heldout_batch
 
         with open_runner("onnxruntime-cpu", onnx_bytes) as runner:
             name = runner.input_specs()[0].name

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.base import TensorSpec
-from ..compare import ParityReport, tolerance_for
-from ..compare.parity import ParityGate, judge
-from ..compare.cases import PARITY_SEED, Case, FeedMaker, choose_resolution, hw_dynamic, traced_cases
-from ..errors import UsageError
+from ...backends.base import TensorSpec
+from ...compare import ParityReport, tolerance_for
+from ...compare.parity import ParityGate, judge
+from ...compare.cases import PARITY_SEED, Case, FeedMaker, choose_resolution, hw_dynamic, traced_cases
+from ...errors import UsageError
 
 
 @dataclass
@@ -54,7 +54,7 @@ def plan_parity(model: nn.Module, specs: Sequence[TensorSpec], trace_shapes: Seq
     instead of running eager again. A case the model itself cannot run is a ``UsageError`` naming
     the shape: that is the model's limit, not the exporter's.
     """
-    from ..models.user_model import describe_exception
+    from ...models.user_model import describe_exception
 
     plan = ParityPlan([], [], [])
 
@@ -88,8 +88,8 @@ def plan_parity(model: nn.Module, specs: Sequence[TensorSpec], trace_shapes: Seq
 
 def run_onnxruntime(plan: ParityPlan, model: bytes) -> list[dict[str, np.ndarray]]:
     """ONNX Runtime (CPU) outputs on the plan's inputs, cast to float32."""
-    from ..backends import open_runner
-    from ..backends.base import cast_feed
+    from ...backends import open_runner
+    from ...backends.base import cast_feed
 
     with open_runner("onnxruntime-cpu", model, spinning=False) as runner:  # idle threads must not burn CPU
         return [{k: v.astype(np.float32) for k, v in runner.infer(cast_feed(runner, feed)).items()}
@@ -105,7 +105,7 @@ def parity(plan: ParityPlan, model: bytes, *, precision: str, classifier: bool, 
     max(table, FLOOR_MULTIPLE x its float32 floor), ``eager`` float32 against float64 on that case's
     inputs; both values are reported. FP16 and INT8 use the table as it is.
     """
-    from ..compare.conditioning import float32_floor
+    from ...compare.conditioning import float32_floor
 
     tolerance = tolerance_for(precision)
     if max_scaled_error is not None:

@@ -140,7 +140,7 @@ def test_existing_model_needs_force_and_force_replaces_it(tmp_path):
 
 
 def test_interrupt_mid_export_leaves_nothing(tmp_path, monkeypatch):
-    import cbam_deploy.api.export_parity as parity
+    from cbam_deploy.api.export import parity
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
