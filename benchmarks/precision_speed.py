@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cbam_deploy.options import FLAVOR_CALIBRATION_METHOD
+
 VARIANTS = ["original", "dual_bn", "deep_spatial", "parallel"]
 FLAVORS = ["u8s8", "s8s8"]
 METHODS = ["minmax", "entropy", "percentile"]
@@ -99,7 +101,7 @@ def time_speed(args) -> dict:
             path, _ = export_fp32("resnet50", variant, Path(tmp), "random")
             models = {"fp32": path.read_bytes(), "fp16": fp16(path)}
             for flavor in FLAVORS:
-                models[f"int8 {flavor}"] = int8(path, calibration, flavor, "minmax")
+                models[f"int8 {flavor}"] = int8(path, calibration, flavor, FLAVOR_CALIBRATION_METHOD[flavor])
             print(f"[{variant}] exported and quantized in {time.perf_counter() - t0:.0f}s", flush=True)
             sessions = {k: create_session(v, threads=args.threads, spinning=False) for k, v in models.items()}
             calls = {f"onnxruntime {k}": (lambda s=s: s.run(None, {"input": x})) for k, s in sessions.items()}

@@ -41,7 +41,10 @@ INT8_FLAVORS = ("u8s8", "s8s8")
 TARGET_INT8_FLAVOR = {"onnxruntime-cpu": "u8s8", "onnxruntime-cuda": "s8s8", "openvino": "u8s8", "tensorrt": "s8s8"}
 #: ONNX Runtime's calibration methods (cbam-export --calibration-method).
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIBRATION_METHOD = "minmax"
+#: The default per INT8 flavor, from the reference task (docs/guides/precision.md): u8s8 keeps only the
+#: gates float and held accuracy best with percentile; s8s8 (whole attention regions float) with minmax.
+FLAVOR_CALIBRATION_METHOD = {"u8s8": "percentile", "s8s8": "minmax"}
+DEFAULT_CALIBRATION_METHOD = None  # None: FLAVOR_CALIBRATION_METHOD[flavor]
 #: --keep-float's value that chooses the modules by measurement.
 KEEP_FLOAT_AUTO = "auto"
 #: The INT8 flavor a backend runs fast and correctly (cbam-validate/cbam-bench derive INT8 cells in it).

@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from ..errors import UsageError
-from ..options import (CALIBRATION_METHODS, DEFAULT_ARCH, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, DEFAULT_OPSET,
+from ..options import (CALIBRATION_METHODS, DEFAULT_ARCH, DEFAULT_CALIBRATION_METHOD, DEFAULT_EXPORTER, FLAVOR_CALIBRATION_METHOD, DEFAULT_OPSET,
                        DEFAULT_REWRITES, DEFAULT_TARGET, DEFAULT_VARIANT, DYNAMIC_MODES, EXPORTERS, ONNX_PRECISIONS,
                        REWRITE_NAMES, TARGET_INT8_FLAVOR, TARGETS)
 from ..shapes import parse_shape
@@ -121,8 +121,9 @@ def _precision_target_args(p: argparse.ArgumentParser) -> None:
                         f"that target runs fast: {flavors} (u8s8: uint8 activations, int8 per-channel weights; s8s8: "
                         "symmetric int8, zero points 0, as TensorRT needs). Recorded in the metadata")
     g.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=DEFAULT_CALIBRATION_METHOD,
-                   help=f"INT8: ONNX Runtime's calibration method (default {DEFAULT_CALIBRATION_METHOD}, measured on the "
-                        "reference task: docs/guides/precision.md)")
+                   help="INT8: ONNX Runtime's calibration method (default: "
+                        f"{', '.join(f'{m} for {f}' for f, m in FLAVOR_CALIBRATION_METHOD.items())}, measured on "
+                        "the reference task: docs/guides/precision.md)")
     g.add_argument("--keep-float", default=None, metavar="MODULE[,MODULE]|auto",
                    help="fp16/int8: keep these PyTorch modules (e.g. layer1.0.cbam) in float, besides the attention "
                         "rule; 'auto' chooses them by measurement (fp16: tensors out of FP16's range; int8: the "

@@ -155,7 +155,7 @@ def range_failure(problems: Sequence[Any], mapping: ModuleMap, outputs: Sequence
             f"or --keep-float {','.join(m for m in modules[:4] if not m.startswith('node '))}")
 
 
-def int8_stage(proto: onnx.ModelProto, calibration: np.ndarray, *, calibration_label: str, target: str, method: str,
+def int8_stage(proto: onnx.ModelProto, calibration: np.ndarray, *, calibration_label: str, target: str, method: str | None,
                keep_float: Sequence[str], mapping: ModuleMap,
                auto_search: Callable[..., Any] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """INT8 in ``target``'s flavor, the user's modules kept float; ``auto_search(quantize, kept)``

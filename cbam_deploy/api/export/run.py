@@ -47,7 +47,7 @@ class ExportOptions:
     calibration_label: str = ""
     #: where the model will run: INT8's Q/DQ flavor follows it (options.TARGET_INT8_FLAVOR)
     target: str = DEFAULT_TARGET
-    calibration_method: str = DEFAULT_CALIBRATION_METHOD
+    calibration_method: str | None = DEFAULT_CALIBRATION_METHOD  # None: the INT8 flavor's default
     keep_float: Sequence[str] = ()  # PyTorch module names kept in float, or ["auto"]
     max_scaled_error: float | None = None  # overrides the gate (recorded)
     parity_shape: tuple[int, int] | None = None  # the untraced parity resolution (default: probed)
@@ -59,7 +59,8 @@ class ExportOptions:
         """One-line ``UsageError`` for a value no stage could use."""
         for value, valid, what in ((self.precision, ONNX_PRECISIONS, "precision"), (self.dynamic, DYNAMIC_MODES, "--dynamic mode"),
                                    (self.exporter, EXPORTERS, "exporter"), (self.target, TARGETS, "--target"),
-                                   (self.calibration_method, CALIBRATION_METHODS, "--calibration-method")):
+                                   (self.calibration_method or CALIBRATION_METHODS[0], CALIBRATION_METHODS,
+                                    "--calibration-method")):
             if value not in valid:
                 raise UsageError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
         if self.opset < MIN_OPSET:
@@ -288,12 +289,12 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
 
 def _target_metadata(options: ExportOptions) -> dict[str, Any]:
     """The target always; INT8's flavor and calibration method with INT8."""
-    from ...options import TARGET_INT8_FLAVOR
+    from ...options import FLAVOR_CALIBRATION_METHOD, TARGET_INT8_FLAVOR
 
     meta: dict[str, Any] = {"target": options.target}
     if options.precision == "int8":
         meta["int8_flavor"] = TARGET_INT8_FLAVOR[options.target]
-        meta["calibration_method"] = options.calibration_method
+        meta["calibration_method"] = options.calibration_method or FLAVOR_CALIBRATION_METHOD[meta["int8_flavor"]]
     if options.keep_float:
         meta["keep_float"] = list(options.keep_float)
     return meta
@@ -307,7 +308,7 @@ def export(model, example_inputs, *, out: str | Path = "models", name: str | Non
            max_scaled_error: float | None = None, metadata: Mapping[str, Any] | None = None,
            optimize: bool | Sequence[str] = True, parity_shape: tuple[int, int] | None = None,
            progress: bool = False, reporter: StageReporter | None = None, target: str = DEFAULT_TARGET,
-           keep_float: Sequence[str] = (), calibration_method: str = DEFAULT_CALIBRATION_METHOD,
+           keep_float: Sequence[str] = (), calibration_method: str | None = DEFAULT_CALIBRATION_METHOD,
            options: ExportOptions | None = None) -> ExportReport:
     """Fold, export, simplify, check and prove parity for any eval-mode model; write ``out/name/``.
 
