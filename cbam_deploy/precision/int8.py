@@ -7,8 +7,9 @@
   eager (quantizing it cost `original` 1.3 points of held-out top-1, 95.7 -> 94.4 %).
 * ``u8s8``: uint8 asymmetric activations, int8 per-channel weights: the x86 integer kernels of
   ONNX Runtime's CPU provider take uint8 activations (symmetric int8 ones ran slower than FP32
-  there). Every op ONNX Runtime quantizes, minus the attention regions, so that convolutions,
-  residual adds and pooling chain in integers (benchmarks/precision_speed.py measures it).
+  there). Every op ONNX Runtime quantizes, minus the attention gates (the sigmoid and what combines
+  it before the gating multiply), so that convolutions, residual adds, pooling and the attention's
+  own MLP and convs chain in integers (benchmarks/precision_speed.py measures it).
 
 Calibration and Q/DQ insertion are ONNX Runtime's ``quantize_static`` (a well-kept library), with
 its calibration methods (min-max, entropy, percentile). Nodes the caller names (``keep_float``:

@@ -23,13 +23,13 @@ MAX_ACCURACY_DROP_POINTS = 1.0
 MIN_TOP1_AGREEMENT = 0.97
 MAX_AUTO_ROUNDS = 8
 _RANGE_SAMPLES = 16
-# Measured with `benchmarks/precision_speed.py --variants original --repeats 30` (CBAM ResNet-50, batch
-# 1, ONNX Runtime 1.31.1 CPU, 2-core AMD EPYC under a load average of ~3): FP32 103.3 ms, FP16 126.6 ms.
-# Re-run it for your CPU.
+# Measured with `benchmarks/precision_speed.py --repeats 15` (CBAM ResNet-50 `original`, batch 1, ONNX
+# Runtime 1.31.1 CPU, quiet 2-core AMD EPYC): FP32 56.0 ms, FP16 65.6 ms (0.79-0.85x over the four
+# variants). Re-run it for your CPU.
 FP16_CPU_NOTE = ("fp16 for target {target}: it will not be faster there. ONNX Runtime's CPU provider computes most "
                  "FP16 nodes in float32 behind casts (benchmarks/precision_speed.py measured FP16 at {ratio} the "
-                 "speed of FP32 on CBAM ResNet-50, 2-core AMD EPYC, loaded machine); use --precision int8 for CPU speed")
-FP16_CPU_RATIO = "0.82x"
+                 "speed of FP32 on CBAM ResNet-50, 2-core AMD EPYC); use --precision int8 for CPU speed")
+FP16_CPU_RATIO = "0.85x"
 
 
 def precision_stage(proto, options, reporter, *, prepared, plan, built, calibration: np.ndarray | None,
