@@ -56,6 +56,8 @@ def gate_text(cell) -> str:
 
 def _skipped_lines(cells) -> list[str]:
     """One line per reason for the cells that cannot run here: which backends x precisions, why."""
+    from rich.markup import escape
+
     by_reason: dict[str, dict[str, list[str]]] = {}
     for c in cells:
         by_reason.setdefault(short_reason(c.reason), {}).setdefault(c.backend, []).append(c.precision)
@@ -65,7 +67,7 @@ def _skipped_lines(cells) -> list[str]:
         for backend, precisions in backends.items():
             groups.setdefault(tuple(precisions), []).append(backend)
         what = "; ".join(f"{', '.join(b)} ({', '.join(p)})" for p, b in groups.items())
-        lines.append(f"[yellow]cannot run here[/]: {what}: {reason}")
+        lines.append(f"[yellow]cannot run here[/]: {escape(what)}: {escape(reason)}")  # '.[openvino]' is no markup
     return lines
 
 
@@ -87,6 +89,7 @@ def verdict(report) -> str:
 def print_validation(name: str, report, precisions: Sequence[str], *, json_stdout: bool) -> None:
     """The matrix as a table of the cells that ran (with the gate each was judged by), one line per
     reason for the cells that cannot run here, and a one-line verdict (stderr under --json)."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"cbam-validate {name}: eager vs each backend x precision")
@@ -98,7 +101,7 @@ def print_validation(name: str, report, precisions: Sequence[str], *, json_stdou
         if c.status == "skipped":
             continue
         if c.parity is None:  # failed before any comparison (e.g. NaN/Inf outputs)
-            table.add_row(c.backend, precision, f"[red]FAIL[/]: {c.failures[0]}", "", "", "", "", "")
+            table.add_row(c.backend, precision, f"[red]FAIL[/]: {escape(c.failures[0])}", "", "", "", "", "")
             continue
         outs = [o for case in c.parity.cases for o in case.outputs]
         agree = [o.top1_agreement for o in outs if o.top1_agreement is not None]

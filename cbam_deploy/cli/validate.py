@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes, resolutions) -> int:
     from ..api.calibration import calibration_for
     from ..api.validate import validate
+    from rich.markup import escape
+
     from .render import print_localization, print_validation, short_reason, write_reports
 
     calibration, label = None, ""
@@ -80,7 +82,7 @@ def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes
         if cell.status == "skipped":  # listed once per reason after the table
             return
         mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}[cell.status]
-        console.print(f"{mark} {cell.label}" + (f" [dim]{short_reason(cell.reason)}[/]" if cell.reason else ""))
+        console.print(f"{mark} {cell.label}" + (f" [dim]{escape(short_reason(cell.reason))}[/]" if cell.reason else ""))
 
     report = validate(model, precisions=precisions, backends=backends, batch_sizes=batch_sizes,
                       resolutions=resolutions, calibration=calibration, calibration_label=label,

@@ -91,3 +91,16 @@ def test_piped_messages_are_not_hard_wrapped(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     build = [line for line in done.stderr.splitlines() if "build " in line]
     assert len(build) == 1 and str(net) in build[0] and "weights: as the factory built them" in build[0], done.stderr
+
+
+def test_reasons_with_brackets_are_printed_as_written() -> None:
+    """A reason naming an extra (`.[openvino]`) is text, not rich markup to be swallowed."""
+    from rich.console import Console
+
+    from cbam_deploy.cli.render import _skipped_lines
+
+    reason = 'OpenVINO is not installed: pip install -e ".[openvino]"'
+    console = Console(record=True, width=200)
+    for line in _skipped_lines([Cell("openvino", "fp32", "skipped", reason=reason)]):
+        console.print(line)
+    assert 'pip install -e ".[openvino]"' in console.export_text()
