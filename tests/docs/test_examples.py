@@ -42,7 +42,7 @@ def triton_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("docs_serve")
     assert export_main(["--out", str(folder / "models")]) == 0
     model_dir = folder / "models" / "original_resnet_mini"
-    with ServeProcess(model_dir, "--threads", "1", log=folder / "serve.log", tmpdir=folder / "tmp").start() as server:
+    with ServeProcess(model_dir, "--threads", "1", log=folder / "serve.log", tmpdir=folder / "tmp") as server:
         yield {"TRITON_URL": server.http_url, "MODEL_DIR": str(model_dir)}
 
 
