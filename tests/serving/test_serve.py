@@ -91,6 +91,11 @@ def test_triton_no_gpu_start_up_noise_is_one_explained_line(served):
 
     from ..conftest import _has_gpu
 
+    # The "serving" line is printed once cbam-serve has seen the model ready; the fixture may see
+    # readiness over HTTP a moment earlier: wait for the line (bounded), then read the whole log.
+    deadline = time.monotonic() + 60
+    while "cbam-serve: serving " not in served.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
     lines = served.log_path.read_text().splitlines()
     assert not [line for line in lines if any(noise in line for noise in NO_GPU_NOISE)], lines
     assert lines.count(NO_GPU_NOTE) == (0 if _has_gpu() else 1), lines
