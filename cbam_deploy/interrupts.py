@@ -129,3 +129,21 @@ def critical() -> Iterator[None]:
 def received() -> Interrupted | None:
     """The signal received since the current command was armed, if any."""
     return _State.received
+
+
+# Run in a fresh interpreter, not in a forked copy of the parent: a ``preexec_fn`` runs Python in
+# the child of a multi-threaded parent (a test worker with ONNX Runtime and OpenVINO threads),
+# which Python documents as unsafe. Exec keeps default dispositions, so the target starts with them.
+_RESET_AND_EXEC = ("import os, signal, sys\n"
+                   "for name in ('SIGINT', 'SIGHUP', 'SIGTERM'):\n"
+                   "    if hasattr(signal, name):\n"
+                   "        signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
+                   "os.execv(sys.argv[1], sys.argv[1:])\n")
+
+
+def with_default_signals(argv: list[str]) -> list[str]:
+    """``argv`` started with SIGINT, SIGHUP and SIGTERM at their defaults: a harness started with
+    ``nohup ... &`` hands its children SIGINT/SIGHUP ignored, and a command rightly keeps an ignored
+    signal ignored (see :func:`install`), so a test or harness that signals it must reset them.
+    ``argv[0]`` must be a path (an executable or a script with a shebang)."""
+    return [sys.executable, "-c", _RESET_AND_EXEC, *argv]

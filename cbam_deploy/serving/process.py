@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import CheckFailedError
+from ..interrupts import with_default_signals
 
 
 def free_ports(count: int) -> list[int]:
@@ -69,13 +70,6 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-def _default_signals() -> None:
-    """In the child before exec: SIGINT/SIGHUP/SIGTERM at their defaults, so a harness started with
-    ``nohup ... &`` (signals inherited as ignored) still stops cbam-serve by signal."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 class ServeProcess:
     """``cbam-serve MODEL`` on free loopback ports. ``tmpdir``: its TMPDIR, to check that it leaves
     no temporary folder; ``log``: where its output goes."""
@@ -125,8 +119,8 @@ class ServeProcess:
             self.tmpdir.mkdir(parents=True, exist_ok=True)
             env["TMPDIR"] = str(self.tmpdir)
         out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=_default_signals)
+        # SIGINT/SIGHUP/SIGTERM at their defaults even under ``nohup``: tests stop it by signal.
+        self.process = subprocess.Popen(with_default_signals(command), stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

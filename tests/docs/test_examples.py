@@ -54,7 +54,6 @@ def _needs(example: Example, request) -> dict[str, str]:
     raise AssertionError(f"{example.id}: unknown requirement {example.argument!r}")
 
 
-@pytest.mark.xdist_group("docs_examples")
 @pytest.mark.parametrize("example", PYTHON, ids=[e.id for e in PYTHON])
 def test_python_example(example: Example, tmp_path: Path, request) -> None:
     if example.skip_reason:
@@ -64,7 +63,6 @@ def test_python_example(example: Example, tmp_path: Path, request) -> None:
     _run(example, [sys.executable, str(script)], tmp_path, _needs(example, request))
 
 
-@pytest.mark.xdist_group("docs_examples")
 @pytest.mark.parametrize("example", BASH, ids=[e.id for e in BASH])
 def test_runnable_shell_example(example: Example, tmp_path: Path, request) -> None:
     if example.skip_reason:

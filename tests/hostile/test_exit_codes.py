@@ -10,8 +10,6 @@ from cbam_deploy.cli.common import ArgumentParser, exit_status, run_command
 from cbam_deploy.errors import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, CheckFailedError,
                                 EnvironmentProblem, Interrupted, MissingDependencyError, UsageError)
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 
 @pytest.mark.parametrize("exc, code, needle", [
     (UsageError("bad --x"), EXIT_USAGE, "error: bad --x"),

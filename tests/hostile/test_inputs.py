@@ -18,8 +18,6 @@ from cbam_deploy.preprocess import load_rgb
 
 from .conftest import assert_refused, run_cli
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 RNG = np.random.default_rng(7)
 PIXELS = RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)
 GREY = RNG.integers(0, 256, (32, 32), dtype=np.uint8)

@@ -17,8 +17,6 @@ from cbam_deploy.model_dir import ExportedModel
 
 from .conftest import Evil, assert_refused, clone, debris, reseal, run_cli, snapshot
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 FAST_BENCH = ("--runs", "1", "--warmup", "0", "--batch-sizes", "1")
 
 

@@ -17,8 +17,6 @@ from cbam_deploy.errors import UsageError
 
 from .conftest import assert_refused, run_cli
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 MODEL = "{model}"  # replaced by the exported model folder
 
 CASES = [

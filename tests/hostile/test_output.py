@@ -19,8 +19,6 @@ from cbam_deploy.errors import EXIT_ENVIRONMENT, EnvironmentProblem, UsageError
 
 from .conftest import assert_refused, debris, run_cli, snapshot
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 
 def _mount_tmpfs(path: Path, options: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)

@@ -17,31 +17,23 @@ from typing import Callable
 
 import pytest
 
-from cbam_deploy import interrupts
-from cbam_deploy.errors import EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+from cbam_deploy.errors import EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM
+from cbam_deploy.interrupts import with_default_signals
 
 from .conftest import debris
 
-pytestmark = pytest.mark.xdist_group("hostile")
-
 BIN = Path(sys.executable).parent
 CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
-
-
-def default_signals() -> None:
-    """Runs in the child before exec: SIGINT and SIGHUP at their defaults. A suite started with
-    ``nohup ... &`` inherits them ignored, and a command rightly keeps an ignored signal ignored
-    (interrupts.py), which is not what these tests send signals to check."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 class Watched:
     """A subprocess whose stderr is collected line by line while it runs."""
 
     def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=default_signals)
+        # Signals at their defaults even when the suite runs under ``nohup``: a command rightly keeps
+        # an ignored signal ignored, which is not what these tests check.
+        self.proc = subprocess.Popen(with_default_signals(argv), cwd=cwd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -129,14 +121,27 @@ def test_sigterm_during_a_benchmark_writes_no_report(tmp_path: Path, exported: P
     assert os.listdir(tmp_path) == []
 
 
-def test_signal_inside_a_commit_is_held_until_the_output_is_complete():
-    """In-process: a SIGTERM that lands while an output is being published waits for it, then raises."""
-    done = []
+HELD_IN_COMMIT = """
+import os, signal, sys, time
+from cbam_deploy import interrupts
+from cbam_deploy.errors import Interrupted
+done = []
+try:
     with interrupts.armed("cbam-test"):
-        with pytest.raises(Interrupted) as caught:
-            with interrupts.critical():
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)  # the handler runs here; it must not raise inside the critical section
-                done.append("published")
-    assert done == ["published"] and caught.value.exit_code == EXIT_SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+        with interrupts.critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here; it must not raise inside the critical section
+            done.append("published")
+except Interrupted as exc:
+    print(done, exc.exit_code, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+"""
+
+
+def test_signal_inside_a_commit_is_held_until_the_output_is_complete():
+    """A SIGTERM that lands while an output is being published waits for it, then raises; the
+    handlers are restored afterwards. In its own process: a test must not signal the test runner
+    (under xdist, a worker killed by its own signal takes the run down with it)."""
+    result = subprocess.run(with_default_signals([sys.executable, "-c", HELD_IN_COMMIT]), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[0] == f"['published'] {EXIT_SIGTERM} True", result.stdout + result.stderr

@@ -26,8 +26,6 @@ def exported(exported_host):
 
 
 # Shares the session-wide exports (tests/conftest.py) with the other module of this group.
-pytestmark = pytest.mark.xdist_group("shared_exports")
-
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -17,7 +17,6 @@ from cbam_deploy.cli.export import main as export_main
 from cbam_deploy.models import create_model
 from tests.conftest import VARIANTS
 
-pytestmark = pytest.mark.xdist_group("profiling")
 RUNS = dict(runs=3, warmup=1, threads=1)
 
 

@@ -1,5 +1,5 @@
 """What the cbam-serve tests share: the trained reference model exported once per worker, a pool
-of inputs with their eager answers, and a server started per test module (one per xdist group)."""
+of inputs with their eager answers, and a server started per test module (one per worker that runs tests of that module)."""
 
 from __future__ import annotations
 

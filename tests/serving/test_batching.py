@@ -20,7 +20,6 @@ from cbam_deploy.serving.load_test import infer_once  # noqa: E402
 
 from .conftest import start_server, stop_and_check_nothing_left  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("serve_batch")
 QUEUE_DELAY_US = 3_000_000  # a lone request waits this long for a partner: pairs always meet
 HANG = 120  # seconds: a bound on a hang, not a timing margin
 

@@ -97,7 +97,6 @@ def test_different_sizes_on_dynamic_axes_run_apart():
     assert sorted(runner.runs) == [1, 2] and answers[1]["out"].shape == (1, 3, 4, 4)
 
 
-@pytest.mark.xdist_group("shared_exports")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_batched_answers_equal_lone_answers_for_every_variant(exported_host, variant):
     from cbam_deploy.backends.onnxruntime import OnnxRuntimeRunner

@@ -13,8 +13,6 @@ pytest.importorskip("pytriton", reason="cbam-serve needs nvidia-pytriton (pip in
 from .conftest import start_server, stop_and_check_nothing_left  # noqa: E402
 from .test_batching import HANG, _pending, _ready, _send_together  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("serve_force")
-
 
 def test_second_sigterm_forces_the_exit(reference_model, pool, tmp_path):
     import time

@@ -44,7 +44,6 @@ def test_bf16_config_asks_the_backend_for_bf16(reference_model):
     assert config.parameters["HINT_BF16"].string_value == "YES"
 
 
-@pytest.mark.xdist_group("serve")
 def test_serve_backend_openvino_answers_like_eager(reference_model, pool, tmp_path, monkeypatch):
     pytest.importorskip("pytriton", reason="cbam-serve needs nvidia-pytriton")
     from cbam_deploy.serving.load_test import infer_once

@@ -16,7 +16,6 @@ from cbam_deploy.serving.load_test import MALFORMED_KINDS, REFUSED, infer_once, 
 
 from .conftest import start_server, stop_and_check_nothing_left  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("serve")  # every test here on one worker, sharing one server
 TOLERANCE = 1e-4
 
 

@@ -35,7 +35,6 @@ def onnx_io(path: Path):
     return describe(i for i in model.graph.input if i.name not in inits), describe(model.graph.output)
 
 
-@pytest.mark.xdist_group("shared_exports")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_config_for_every_variant_matches_the_onnx(exported_host, variant):
     exported = exported_host("cbam", variant)

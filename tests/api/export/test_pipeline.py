@@ -23,8 +23,6 @@ from tests.conftest import randomize_batchnorm
 from tests.seed_modules import build_seed_cbam
 
 # Shares the session-wide exports (tests/conftest.py) with the other module of this group.
-pytestmark = pytest.mark.xdist_group("shared_exports")
-
 
 def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
