@@ -1,6 +1,13 @@
 """Argument groups shared by the commands (as Polygraphy's ``tools/args``): an option that two
 commands take is defined once here, so it is spelled, parsed and documented the same everywhere.
 
+A group that has something to parse is an :class:`ArgGroup`: ``add`` declares its options, ``parse``
+turns what was typed into typed values on the namespace (``args.precisions`` becomes a list) or
+refuses it in one line naming the option. Commands register groups with
+:meth:`~cbam_deploy.cli.common.ArgumentParser.add_group`; ``run_command`` parses every group before
+the command runs, so a command only ever sees parsed values. Options with nothing to parse (flags,
+paths) are plain ``add_*`` functions.
+
 Nothing here imports torch or onnx: every parser is built for ``--help`` without them.
 """
 
@@ -87,33 +94,110 @@ def add_calibration_arg(p: argparse.ArgumentParser, default_help: str) -> None:
                         f"images) or 'synthetic' (seeded noise, flagged in reports). {default_help}")
 
 
-def add_precisions_arg(p: argparse.ArgumentParser, default: str, valid: Sequence[str] = PRECISIONS) -> None:
-    p.add_argument("--precisions", default=default, metavar="A,B",
-                   help=f"comma-separated, of {','.join(valid)} (default {default})")
+class ArgGroup:
+    """Options that are declared and parsed together."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+    def parse(self, args: argparse.Namespace) -> None:
+        """Replace the typed text on ``args`` with values; raise UsageError naming the option."""
 
 
-def add_backends_arg(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--backends", default=default, metavar="A,B",
-                   help=f"comma-separated, of {','.join(BACKENDS)} (default {default})")
+class PrecisionsArgs(ArgGroup):
+    """``--precisions A,B`` -> ``args.precisions`` (a list); ``args.precisions_named`` says whether the
+    user typed something other than the default (INT8 named on purpose needs calibration data)."""
+
+    def __init__(self, default: str, valid: Sequence[str] = PRECISIONS) -> None:
+        self.default, self.valid = default, tuple(valid)
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--precisions", default=self.default, metavar="A,B",
+                            help=f"comma-separated, of {','.join(self.valid)} (default {self.default})")
+
+    def parse(self, args: argparse.Namespace) -> None:
+        args.precisions_named = args.precisions != self.default
+        args.precisions = csv_choices(args.precisions, self.valid, "--precisions")
 
 
-def add_batch_sizes_arg(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--batch-sizes", default=default, metavar="N,M",
-                   help=f"comma-separated batch sizes for dynamic-batch models (default {default})")
+class BackendsArgs(ArgGroup):
+    """``--backends A,B`` -> ``args.backends`` (a list, or None where the default is None)."""
+
+    def __init__(self, default: str | None, valid: Sequence[str] = BACKENDS, help: str | None = None) -> None:
+        self.default, self.valid = default, tuple(valid)
+        self.help = help or f"comma-separated, of {','.join(self.valid)} (default {default})"
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--backends", default=self.default, metavar="A,B", help=self.help)
+
+    def parse(self, args: argparse.Namespace) -> None:
+        if args.backends is not None:
+            args.backends = csv_choices(args.backends, self.valid, "--backends")
+
+
+class BatchSizesArgs(ArgGroup):
+    """``--batch-sizes N,M`` -> ``args.batch_sizes`` (positive integers, or None where the default is
+    None: the command picks one by mode)."""
+
+    def __init__(self, default: str | None, help: str | None = None) -> None:
+        self.default = default
+        self.help = help or f"comma-separated batch sizes for dynamic-batch models (default {default})"
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-sizes", default=self.default, metavar="N,M", help=self.help)
+
+    def parse(self, args: argparse.Namespace) -> None:
+        if args.batch_sizes is not None:
+            args.batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
+
+
+class ResolutionsArgs(ArgGroup):
+    """``--resolutions HxW,HxW`` -> ``args.resolutions`` (a list of (H, W), or None)."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--resolutions", default=None, metavar="HxW,HxW",
+                            help="comma-separated HxW for dynamic-H/W models (default: the traced one and the "
+                                 "untraced one the export checked)")
+
+    def parse(self, args: argparse.Namespace) -> None:
+        args.resolutions = csv_resolutions(args.resolutions)
+
+
+class OutputFileArg(ArgGroup):
+    """One output file option (a picture, a plot): refused before any work if it exists (unless
+    --force, declared by the command) or cannot be written."""
+
+    def __init__(self, flag: str, metavar: str, help: str) -> None:
+        self.flag, self.metavar, self.help = flag, metavar, help
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(self.flag, default=None, metavar=self.metavar, help=self.help)
+
+    def parse(self, args: argparse.Namespace) -> None:
+        check_output_files(args, self.flag.removeprefix("--").replace("-", "_"))
+
+
+class ReportArgs(ArgGroup):
+    """``--json-out`` (and ``--markdown``) report files and ``--force``, refused before any work if they
+    exist."""
+
+    def __init__(self, *, markdown: bool = True) -> None:
+        self.markdown = markdown
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json-out", default=None, metavar="PATH", help="also write the full result as JSON to PATH")
+        if self.markdown:
+            parser.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report to PATH")
+        add_force_arg(parser, "overwrite report files that already exist")
+
+    def parse(self, args: argparse.Namespace) -> None:
+        check_output_files(args, "json_out", *(("markdown",) if self.markdown else ()))
 
 
 def add_json_args(p: argparse.ArgumentParser) -> None:
     """``--json`` means the same in every command: the full result as JSON on stdout (tables go to stderr)."""
     p.add_argument("--json", action="store_true",
                    help="print the full result as JSON on stdout (human-readable output goes to stderr)")
-
-
-def add_report_args(p: argparse.ArgumentParser, *, markdown: bool = True) -> None:
-    """Reports written to files, refused before any work if they exist (unless --force)."""
-    p.add_argument("--json-out", default=None, metavar="PATH", help="also write the full result as JSON to PATH")
-    if markdown:
-        p.add_argument("--markdown", default=None, metavar="PATH", help="also write a Markdown report to PATH")
-    add_force_arg(p, "overwrite report files that already exist")
 
 
 def add_force_arg(p: argparse.ArgumentParser, what: str) -> None:

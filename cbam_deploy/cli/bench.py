@@ -7,10 +7,10 @@ import sys
 from typing import Sequence
 
 from ..errors import UsageError
-from ..options import BACKENDS, ORT_PROVIDERS, PRECISIONS
-from .args import (add_calibration_arg, add_json_args, add_model_folder_args, add_precisions_arg,
-                   add_report_args, check_output_files, csv_choices, csv_positive_ints, non_negative_int, positive_float, positive_int)
-from .bench_profile import add_profile_args, run_profile
+from ..options import BACKENDS, ORT_PROVIDERS
+from .args import (BackendsArgs, BatchSizesArgs, OutputFileArg, PrecisionsArgs, ReportArgs, add_calibration_arg,
+                   add_json_args, add_model_folder_args, non_negative_int, positive_float, positive_int)
+from .bench_profile import ProfileArgs, run_profile
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 HOW_TO_READ = ("Configurations are timed interleaved in one process (one call each per round), ONNX Runtime "
@@ -25,14 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "(FP32, FP16, INT8 derived from the FP32 export), p50/p90/p99 latency and throughput per "
                        "batch size, ratios against eager. " + HOW_TO_READ)
     add_model_folder_args(p, what="an exported FP32 model folder (models/NAME) or .onnx file")
-    add_precisions_arg(p, "fp32")
+    p.add_group(PrecisionsArgs("fp32"))
     p.add_argument("--provider", choices=ORT_PROVIDERS, default="cpu", help="ONNX Runtime provider (default cpu)")
-    p.add_argument("--backends", default=None, metavar="A,B",
-                   help=f"time these backends side by side instead (comma-separated, the names cbam-validate takes: "
-                        f"{','.join(b for b in BACKENDS if b != 'tensorrt')}); bf16 only where a backend runs it "
-                        "natively (openvino)")
-    p.add_argument("--batch-sizes", default=None, metavar="N,M",
-                   help="comma-separated batch sizes for dynamic-batch models (default 1,8; with --profile: 1)")
+    timed = [b for b in BACKENDS if b != "tensorrt"]
+    p.add_group(BackendsArgs(None, timed, help=f"time these backends side by side instead (comma-separated, the names "
+                                               f"cbam-validate takes: {','.join(timed)}); bf16 only where a backend "
+                                               "runs it natively (openvino)"))
+    p.add_group(BatchSizesArgs(None, help="comma-separated batch sizes for dynamic-batch models (default 1,8; with "
+                                          "--profile: 1)"))
     p.add_argument("--warmup", type=non_negative_int, default=None,
                    help="untimed calls per configuration (default 10; with --profile: 5)")
     p.add_argument("--runs", type=positive_int, default=None, help="timed rounds (default 50; with --profile: 30)")
@@ -43,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eager", dest="eager", action="store_false", help="skip eager PyTorch")
     p.add_argument("--bare", action="store_true", help="also time a bare InferenceSession.run (FP32): the runner's overhead")
     add_calibration_arg(p, "Default: 'reference' for the reference model.")
-    add_profile_args(p)
+    p.add_group(ProfileArgs())
     add_json_args(p)
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="write a bar chart of median latencies (with "
-                   "--profile: stacked bars per stage and per attention block; needs the 'plot' extra)")
-    add_report_args(p, markdown=True)
+    p.add_group(OutputFileArg("--plot", "OUT.png", "write a bar chart of median latencies (with --profile: stacked "
+                                                   "bars per stage and per attention block; needs the 'plot' extra)"))
+    p.add_group(ReportArgs(markdown=True))
     add_debug_flag(p)
     return p
 
@@ -58,14 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import console, print_json, write_reports
 
-    check_output_files(args, "json_out", "plot", "markdown")
-    precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
+    precisions, backends = args.precisions, args.backends
     if args.profile:
         return run_profile(args, precisions)
-    if args.ablation:
-        raise UsageError("--ablation belongs to a profile: add --profile")
-    batch_sizes = csv_positive_ints("1,8" if args.batch_sizes is None else args.batch_sizes, "--batch-sizes")
-    backends = csv_choices(args.backends, [b for b in BACKENDS if b != "tensorrt"], "--backends") if args.backends is not None else None
+    batch_sizes = [1, 8] if args.batch_sizes is None else args.batch_sizes
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     if args.eager and model.needs_trust:
         raise UsageError(f"eager timing rebuilds {model.name!r} by importing {model.user_factory}: pass "

@@ -5,13 +5,24 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .args import csv_positive_ints
+from .args import ArgGroup
 from .common import EXIT_OK
 
 PROFILE_BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "openvino")
 
 
-def add_profile_args(p: argparse.ArgumentParser) -> None:
+class ProfileArgs(ArgGroup):
+    """``--profile`` and ``--ablation`` (which belongs to a profile)."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        _add_profile_options(parser)
+
+    def parse(self, args: argparse.Namespace) -> None:
+        if args.ablation and not args.profile:
+            raise UsageError("--ablation belongs to a profile: add --profile")
+
+
+def _add_profile_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("profile (where the latency goes, by PyTorch module and attention block)")
     g.add_argument("--profile", action="store_true",
                    help="profile one configuration instead of benchmarking: each node the runtime ran is "
@@ -28,11 +39,10 @@ def _backend(args: argparse.Namespace) -> str:
     """The one runtime a profile measures: --backends NAME (the names cbam-validate takes), else
     ONNX Runtime on --provider."""
     if args.backends is not None:
-        names = [n.strip() for n in args.backends.split(",") if n.strip()]
-        if len(names) != 1 or names[0] not in PROFILE_BACKENDS:
+        if len(args.backends) != 1 or args.backends[0] not in PROFILE_BACKENDS:
             raise UsageError(f"--profile measures one backend: --backends one of {', '.join(PROFILE_BACKENDS)}, "
-                             f"got {args.backends!r}")
-        return names[0]
+                             f"got {','.join(args.backends)!r}")
+        return args.backends[0]
     if args.provider == "tensorrt":
         raise UsageError("--profile with --provider tensorrt is not supported: profile the TensorRT engine on a GPU "
                          "machine (cbam_deploy.profiling.tensorrt), or use --provider cpu or cuda")
@@ -47,9 +57,9 @@ def run_profile(args: argparse.Namespace, precisions: list[str]) -> int:
 
     if len(precisions) != 1:
         raise UsageError(f"--profile takes one precision, got {','.join(precisions)}")
-    batches = csv_positive_ints("1" if args.batch_sizes is None else args.batch_sizes, "--batch-sizes")
+    batches = [1] if args.batch_sizes is None else args.batch_sizes
     if len(batches) != 1:
-        raise UsageError(f"--profile takes one batch size, got {args.batch_sizes}")
+        raise UsageError(f"--profile takes one batch size, got {','.join(map(str, batches))}")
     if args.bare:
         raise UsageError("--bare times a bare session beside a benchmark; it has no meaning with --profile")
     backend = _backend(args)

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .. import interrupts
+from .args import ArgGroup
 from ..errors import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE,  # noqa: F401
                       CbamDeployError, Interrupted, UsageError, from_os_error)
 
@@ -20,7 +21,23 @@ EXIT_INTERRUPTED = EXIT_SIGINT  # the name earlier versions exported
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (no usage block) and exit 2."""
+    """argparse whose usage errors are one line (no usage block) and exit 2, and which keeps the
+    argument groups (``cli.args.ArgGroup``) that parse their own options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups: list[ArgGroup] = []
+
+    def add_group(self, group: ArgGroup) -> ArgGroup:
+        """Declare ``group``'s options here; ``run_command`` parses them before the command runs."""
+        group.add(self)
+        self.groups.append(group)
+        return group
+
+    def parse_groups(self, args: argparse.Namespace) -> None:
+        """Every group's typed values onto ``args`` (a UsageError names the option)."""
+        for group in self.groups:
+            group.parse(args)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
@@ -78,6 +95,8 @@ def run_command(prog: str, main: Callable[[argparse.Namespace], int], parser: ar
     code = EXIT_OK
     with interrupts.armed(prog):
         try:
+            if isinstance(parser, ArgumentParser):
+                parser.parse_groups(args)
             code = main(args)
         except SystemExit:
             raise

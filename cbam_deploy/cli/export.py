@@ -17,7 +17,7 @@ from ..options import (CALIBRATION_METHODS, DEFAULT_ARCH, DEFAULT_CALIBRATION_ME
 from ..shapes import parse_shape
 from .args import add_calibration_arg, add_force_arg, add_json_args, positive_float, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
-from .preprocess_args import add_preprocessing_args, preprocessing_from_args
+from .preprocess_args import PreprocessingArgs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Example: cbam-export --model nets.py:build_net --model-kwargs '{\"num_classes\": 4}' "
                "--weights best.pt --input-shape 1x3x64x64 --input-shape 1x1x64x64 --dynamic all")
     _model_args(p)
-    add_preprocessing_args(p)
+    p.add_group(PreprocessingArgs())
     _export_args(p)
     _precision_target_args(p)
     p.add_argument("--out", default="models", help="model repository folder (default models/)")
@@ -175,8 +175,8 @@ def _source(args: argparse.Namespace):
 
         return FactorySource(args.model, shapes or [], kwargs=parse_model_kwargs(args.model_kwargs),
                              weights=args.weights, classifier=args.classifier, seed=args.seed,
-                             image_preprocessing=preprocessing_from_args(args))
-    if preprocessing_from_args(args) is not None:
+                             image_preprocessing=args.image_preprocessing)
+    if args.image_preprocessing is not None:
         raise UsageError("--mean/--std/--image-size/--channel-order go with --model: the built-in hosts record "
                          "their own preprocessing")
     if args.model_kwargs or args.classifier:

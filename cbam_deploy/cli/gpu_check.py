@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 from ..options import ONNX_PRECISIONS
-from .args import add_force_arg, add_json_args, add_precisions_arg, csv_choices, csv_positive_ints, positive_int
+from .args import BatchSizesArgs, PrecisionsArgs, add_force_arg, add_json_args, csv_choices, positive_int
 from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, run_command
 from .render import print_json
 
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", default="resnet_mini,resnet50", metavar="A,B",
                    help="hosts to check (default resnet_mini,resnet50: the reference models and ResNet-50)")
     p.add_argument("--variants", default=None, metavar="A,B", help="variants (default: every registered one)")
-    add_precisions_arg(p, ",".join(ONNX_PRECISIONS), ONNX_PRECISIONS)
-    p.add_argument("--batch-sizes", default="1,8", metavar="N,M", help="timed batch sizes (default 1,8)")
+    p.add_group(PrecisionsArgs(",".join(ONNX_PRECISIONS), ONNX_PRECISIONS))
+    p.add_group(BatchSizesArgs("1,8", help="timed batch sizes (default 1,8)"))
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs per configuration (default 50)")
     p.add_argument("--without-tensorrt", action="store_true",
                    help="check everything up to TensorRT (a GPU machine without TensorRT); the verdict says so")
@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from ..api.gpu_check import HOSTS, gpu_check, write_report
     from ..progress import RichReporter
 
-    precisions = csv_choices(args.precisions, ONNX_PRECISIONS, "--precisions")
     hosts = csv_choices(args.hosts, HOSTS, "--hosts")
     variants = args.variants.split(",") if args.variants else None
     report_path = Path(args.report) if args.report else Path(args.out) / "gpu-check.md"
@@ -54,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError(f"{str(report_path)!r} already exists; pass --force to overwrite it")
-    report = gpu_check(args.out, hosts=hosts, variants=variants, precisions=precisions,
-                       batch_sizes=csv_positive_ints(args.batch_sizes, "--batch-sizes"), runs=args.runs,
+    report = gpu_check(args.out, hosts=hosts, variants=variants, precisions=args.precisions,
+                       batch_sizes=args.batch_sizes, runs=args.runs,
                        require_tensorrt=not args.without_tensorrt, reporter=RichReporter())
     write_report(report, report_path, force=args.force)
     if args.json:

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..options import ORT_PROVIDERS
-from .args import add_force_arg, add_json_args, add_model_folder_args, check_output_files, positive_int
+from .args import OutputFileArg, add_force_arg, add_json_args, add_model_folder_args, positive_int
 from .common import EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=ORT_PROVIDERS, default="cpu", help="ONNX Runtime provider (default cpu)")
     p.add_argument("--top-k", type=positive_int, default=3, help="classes to print per input (default 3)")
     p.add_argument("--allow-nonfinite", action="store_true", help="run inputs containing NaN/Inf instead of refusing")
-    p.add_argument("--attention-map", metavar="OUT.png", help="write each input beside its spatial attention map "
-                                                              "(from the eager model; images only)")
+    p.add_group(OutputFileArg("--attention-map", "OUT.png", "write each input beside its spatial attention map (from "
+                                                            "the eager model; images only)"))
     p.add_argument("--block", default=None, help="block whose spatial attention to show (default: the first, e.g. layer1.0)")
     add_force_arg(p, "overwrite --attention-map if it exists")
     add_json_args(p)
@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from ..model_dir import ExportedModel
     from .render import print_json
 
-    check_output_files(args, "attention_map")
     model = ExportedModel.open(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     result = classify(model, args.inputs, backend=args.backend, provider=args.provider, top_k=args.top_k,
                       allow_nonfinite=args.allow_nonfinite)

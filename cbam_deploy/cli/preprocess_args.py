@@ -9,11 +9,23 @@ from typing import Any
 
 from ..errors import UsageError
 from ..shapes import parse_shape
+from .args import ArgGroup
 
 OPTIONS = ("mean", "std", "image_size", "channel_order")
 
 
-def add_preprocessing_args(p: argparse.ArgumentParser) -> None:
+class PreprocessingArgs(ArgGroup):
+    """``--mean/--std/--image-size/--channel-order`` -> ``args.image_preprocessing`` (a dict, or None
+    when none of them is given)."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        _add_options(parser)
+
+    def parse(self, args: argparse.Namespace) -> None:
+        args.image_preprocessing = preprocessing_from_args(args)
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("image preprocessing (--model; recorded in export.json, config.pbtxt and used by "
                              "cbam-infer)")
     g.add_argument("--mean", default=None, metavar="R,G,B",

@@ -7,9 +7,9 @@ import sys
 from typing import Sequence
 
 from ..errors import CbamDeployError, IntegrityError
-from ..options import BACKENDS, ONNX_PRECISIONS, PRECISIONS
-from .args import (add_backends_arg, add_batch_sizes_arg, add_calibration_arg, add_json_args, add_model_folder_args,
-                   add_precisions_arg, add_report_args, check_output_files, csv_choices, csv_positive_ints, csv_resolutions, positive_int)
+from ..options import BACKENDS, ONNX_PRECISIONS
+from .args import (BackendsArgs, BatchSizesArgs, PrecisionsArgs, ReportArgs, ResolutionsArgs, add_calibration_arg,
+                   add_json_args, add_model_folder_args, positive_int)
 from .common import EXIT_FAILED, EXIT_OK, ArgumentParser, add_debug_flag, run_command
 
 
@@ -25,11 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(or with --localize) the first diverging PyTorch module is named.",
         epilog="Exit codes: 0 every cell that ran passed; 1 a cell failed (named); 2 bad input; 3 environment.")
     add_model_folder_args(p, what="an exported FP32 model folder (models/NAME) or .onnx file")
-    add_precisions_arg(p, ",".join(ONNX_PRECISIONS))  # bf16 on request: few backends run it
-    add_backends_arg(p, ",".join(BACKENDS))
-    add_batch_sizes_arg(p, "1,4")
-    p.add_argument("--resolutions", default=None, metavar="HxW,HxW",
-                   help="comma-separated HxW for dynamic-H/W models (default: the traced one and the untraced one the export checked)")
+    p.add_group(PrecisionsArgs(",".join(ONNX_PRECISIONS)))  # bf16 on request: few backends run it
+    p.add_group(BackendsArgs(",".join(BACKENDS)))
+    p.add_group(BatchSizesArgs("1,4"))
+    p.add_group(ResolutionsArgs())
     add_calibration_arg(p, "Default: 'reference' for the reference model; otherwise INT8 cells are skipped "
                            "(an error when --precisions names int8).")
     p.add_argument("--accuracy-count", type=positive_int, default=1000,
@@ -38,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare every layer with eager and name the first PyTorch module whose output leaves the "
                         "tolerance (runs automatically after a failed cell)")
     add_json_args(p)
-    add_report_args(p)
+    p.add_group(ReportArgs())
     add_debug_flag(p)
     return p
 
@@ -46,15 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..api.validate import MISMATCH, open_for_validation
 
-    check_output_files(args, "json_out", "markdown")
-    precisions = csv_choices(args.precisions, PRECISIONS, "--precisions")
-    backends = csv_choices(args.backends, BACKENDS, "--backends")
-    batch_sizes = csv_positive_ints(args.batch_sizes, "--batch-sizes")
-    resolutions = csv_resolutions(args.resolutions)
     model = open_for_validation(args.model, trust_model_code=args.trust_model_code, verify=args.verify)
     mismatch = model.integrity.removeprefix(MISMATCH) if model.integrity.startswith(MISMATCH) else ""
     try:
-        return _validate(args, model, precisions, backends, batch_sizes, resolutions)
+        return _validate(args, model)
     except CbamDeployError as exc:
         if not mismatch:
             raise
@@ -62,18 +56,18 @@ def run(args: argparse.Namespace) -> int:
         raise IntegrityError(f"{mismatch}; it could not be validated as it is either: {exc}") from exc
 
 
-def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes, resolutions) -> int:
+def _validate(args: argparse.Namespace, model) -> int:
     from ..api.calibration import calibration_for
     from ..api.validate import validate
     from rich.markup import escape
 
     from .render import print_localization, print_validation, short_reason, write_reports
 
+    precisions = args.precisions
     calibration, label = None, ""
     if "int8" in precisions:
         # INT8 asked for by name needs data: a skipped cell would let the verdict pass without it.
-        asked = args.precisions != ",".join(ONNX_PRECISIONS)
-        calibration, label, _ = calibration_for(model, args.calibration, required=asked)
+        calibration, label, _ = calibration_for(model, args.calibration, required=args.precisions_named)
     from .render import console as render_console
 
     console = render_console(True)
@@ -84,8 +78,8 @@ def _validate(args: argparse.Namespace, model, precisions, backends, batch_sizes
         mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}[cell.status]
         console.print(f"{mark} {cell.label}" + (f" [dim]{escape(short_reason(cell.reason))}[/]" if cell.reason else ""))
 
-    report = validate(model, precisions=precisions, backends=backends, batch_sizes=batch_sizes,
-                      resolutions=resolutions, calibration=calibration, calibration_label=label,
+    report = validate(model, precisions=precisions, backends=args.backends, batch_sizes=args.batch_sizes,
+                      resolutions=args.resolutions, calibration=calibration, calibration_label=label,
                       accuracy_count=args.accuracy_count, localize=args.localize, on_cell=progress)
     print_validation(model.name, report, precisions, json_stdout=args.json)
     if report.localization is not None:

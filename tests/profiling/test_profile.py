@@ -91,7 +91,8 @@ def test_cli_refuses_what_a_profile_cannot_do(exports, capsys):
     for extra, message in ((["--precisions", "fp32,fp16"], "one precision"), (["--batch-sizes", "1,2"], "one batch size"),
                            (["--bare"], "--bare"), (["--provider", "tensorrt"], "tensorrt"),
                            (["--backends", "openvino,onnxruntime-cpu"], "one backend"),
-                           (["--backends", "tensorrt"], "one backend")):
+                           (["--backends", "onnxruntime-tensorrt"], "one backend"),
+                           (["--backends", "tensorrt"], "--backends 'tensorrt': unknown tensorrt")):
         assert bench_main([folder, "--profile", *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
