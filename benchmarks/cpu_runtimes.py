@@ -59,12 +59,18 @@ def export_models(arch: str, variants: list[str], root: Path, shape: str) -> dic
     return folders
 
 
-def configurations(precisions: list[str]) -> list[tuple[str, str]]:
-    """(backend, precision) pairs: bf16 only on OpenVINO."""
-    return [(b, p) for p in precisions for b in ("onnxruntime-cpu", "openvino") if not (p == "bf16" and b != "openvino")]
+OV_DYNAMIC = "openvino-dynamic"  # OpenVINO with its one dynamic-batch compile (static_shapes=0), as before
 
 
-def open_model(stack: ExitStack, folder: Path, precisions: list[str], threads: int, batch: int, rng):
+def configurations(precisions: list[str], dynamic: bool = False) -> list[tuple[str, str]]:
+    """(backend, precision) pairs: bf16 only on OpenVINO; with ``dynamic`` also OpenVINO's dynamic
+    compile of the same file beside its static one (the runner's default)."""
+    backends = ("onnxruntime-cpu", "openvino", *((OV_DYNAMIC,) if dynamic else ()))
+    return [(b, p) for p in precisions for b in backends if not (p == "bf16" and b == "onnxruntime-cpu")]
+
+
+def open_model(stack: ExitStack, folder: Path, precisions: list[str], threads: int, batch: int, rng,
+               dynamic: bool = False):
     """(calls per config, parity per config) for one model folder."""
     from cbam_deploy.api.validate import precision_models
     from cbam_deploy.backends import open_runner
@@ -80,10 +86,12 @@ def open_model(stack: ExitStack, folder: Path, precisions: list[str], threads: i
     with model.eager_runner() as eager:
         ref = eager.infer({model.input_name: x})[model.output_names[0]]
     calls, parity = {}, {}
-    for backend, precision in configurations(precisions):
+    for backend, precision in configurations(precisions, dynamic):
         options = ({"threads": threads, "precision": "bf16" if precision == "bf16" else "fp32"}
-                   if backend == "openvino" else {"threads": threads, "spinning": False})
-        runner = stack.enter_context(open_runner(backend, data[precision], **options))
+                   if backend.startswith("openvino") else {"threads": threads, "spinning": False})
+        if backend == OV_DYNAMIC:
+            options["static_shapes"] = 0
+        runner = stack.enter_context(open_runner(backend.removesuffix("-dynamic"), data[precision], **options))
         feed = {model.input_name: x}
         out = runner.infer(feed)[model.output_names[0]]
         result = compare_output("logits", out.astype(np.float32), ref, tolerance_for(precision), classifier=True)
@@ -106,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
     with ExitStack() as stack:
         calls, parity = {}, {}
         for variant, folder in folders.items():
-            model_calls, model_parity = open_model(stack, folder, args.precisions, args.threads, args.batch, rng)
+            model_calls, model_parity = open_model(stack, folder, args.precisions, args.threads, args.batch, rng,
+                                                   args.compare_dynamic)
             calls.update({(variant, *k): v for k, v in model_calls.items()})
             parity.update({(variant, *k): v for k, v in model_parity.items()})
             print(f"opened {variant}: {', '.join(f'{b} {p}' for b, p in model_calls)}", file=sys.stderr, flush=True)
@@ -179,6 +188,14 @@ def report(result: dict) -> str:
                     ok = ov_value / med["none", "openvino", p] <= GOALS[v]
                     goal = f"<= {GOALS[v]:.2f}x: {'met' if ok else 'NOT met'}"
                 lines.append(f"| {v} | {p} | {ort} | {ov} | {goal} |")
+    if any(r["backend"] == OV_DYNAMIC for r in result["rows"]):
+        lines += ["", "OpenVINO compiled static at the batch's shape (the runner's default) against its dynamic-batch "
+                      "compile of the same file:", ""]
+        for v in variants:
+            for p in precisions:
+                static, dynamic = med.get((v, "openvino", p)), med.get((v, OV_DYNAMIC, p))
+                if static and dynamic:
+                    lines.append(f"- {v} {p}: {dynamic:.1f} ms dynamic -> {static:.1f} ms static ({_ratio(dynamic, static)})")
     if "int8" in precisions and "fp32" in precisions:
         lines += ["", "OpenVINO INT8 against ONNX Runtime FP32 (goal >= 3x, within the INT8 parity gate):", ""]
         for v in variants:
@@ -203,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", default="runs/cpu_runtimes/models", help="exports are made here when missing")
     p.add_argument("--quick", action="store_true", help="resnet_mini (64x64), 3 repeats: checks the script runs")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--compare-dynamic", action="store_true",
+                   help="also time OpenVINO's dynamic-batch compile of each file beside the static one")
     p.add_argument("--startup", action="store_true", help="instead: OpenVINO start time (fresh process, read + compile) "
                                                            "with an empty model cache, then with it filled")
     args = p.parse_args(argv)

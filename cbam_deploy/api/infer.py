@@ -73,7 +73,8 @@ def classify(model: str | Path | ExportedModel, inputs: Sequence[str], *, backen
         if problem:
             raise MissingDependencyError(problem)
     runner = (open_runner("torch", exported) if backend == "eager" else
-              open_runner("openvino", exported, allow_nonfinite=allow_nonfinite) if backend == "openvino" else
+              # One batch: a static compile for it would cost more than it saves.
+              open_runner("openvino", exported, allow_nonfinite=allow_nonfinite, static_shapes=0) if backend == "openvino" else
               open_runner(f"onnxruntime-{provider}", exported, allow_nonfinite=allow_nonfinite))
     runner.allow_nonfinite = allow_nonfinite
     with runner:

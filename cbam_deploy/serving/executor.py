@@ -139,7 +139,8 @@ def open_runner(path: str | Path, backend: str, *, threads: int | None = None, o
     if backend == "tensorrt":
         return open_backend_runner(backend, path, allow_nonfinite=True)
     if backend == "openvino":  # f32 (the hint set explicitly), compiled model cached per user
-        return open_backend_runner(backend, path, threads=threads, allow_nonfinite=True)
+        # One dynamic compile: a static one per new batch size would be compiled inside a request.
+        return open_backend_runner(backend, path, threads=threads, allow_nonfinite=True, static_shapes=0)
     return open_backend_runner(backend, path, threads=threads, spinning=False, optimized_cache=optimized_cache,
                                allow_nonfinite=True)
 

@@ -20,5 +20,5 @@ def _problem() -> str | None:
 
 
 ENTRIES = (Backend("openvino", "onnx", 'OpenVINO 2025+ on the CPU (pip install -e ".[openvino]")',
-                   ("precision", "threads", "cache_dir", "keep_attention_f32", "allow_nonfinite"),
+                   ("precision", "threads", "cache_dir", "keep_attention_f32", "allow_nonfinite", "static_shapes"),
                    _open, _problem, bf16=True),)

@@ -10,6 +10,10 @@ Three things are never left to OpenVINO's defaults, because its defaults change 
   cores the other needs (OpenVINO's TBB pool has no spin-wait setting; pinning is what would steal);
 - the model cache (``CACHE_DIR``): compiled models are cached in a per-user folder, so a second start
   skips compilation. ``cache_dir=None`` turns it off.
+
+A model with dynamic axes can also be compiled static at given shapes (:meth:`CompiledModelFromOnnx.at_shapes`):
+OpenVINO's CPU kernels are faster on static shapes, most of all in INT8 (measured here on the Q/DQ
+ResNet-50 exports, batch 1: 3-18 % less latency than the dynamic compile of the same file).
 """
 
 from __future__ import annotations
@@ -146,6 +150,13 @@ class CompiledModelFromOnnx:
         return self._io_names
 
     def __call__(self):
+        return self._compile()
+
+    def at_shapes(self, shapes: dict[str, tuple[int, ...]]):
+        """The same model compiled static at ``shapes`` (input name -> shape), with the same properties."""
+        return self._compile(shapes)
+
+    def _compile(self, shapes: dict[str, tuple[int, ...]] | None = None):
         ov = import_openvino()
         core = ov.Core()
         if self.precision == "bf16":
@@ -161,12 +172,18 @@ class CompiledModelFromOnnx:
         if cache is not None:
             self.properties["CACHE_DIR"] = str(cache)
         source = self._source(core, cache)
+        if shapes is not None:
+            source = core.read_model(source) if isinstance(source, str) else source
+            # By port: an ONNX input name may be one of several names OpenVINO gives the port.
+            by_name = {name: port for port in source.inputs for name in port.get_names()}
+            source.reshape({by_name[name]: list(shape) for name, shape in shapes.items()})
         before = _blobs(cache)
         try:
             compiled = core.compile_model(source, "CPU", self.properties)
         except Exception as exc:
             raise UsageError(f"OpenVINO could not read or compile the model for CPU: {_first_line(exc)}") from None
-        self.cache_hit = None if cache is None else not (_blobs(cache) - before)
+        if shapes is None:  # cache_hit describes the start (the dynamic compile), not a later specialization
+            self.cache_hit = None if cache is None else not (_blobs(cache) - before)
         _check_precision(compiled, HINTS[self.precision])
         return compiled
 

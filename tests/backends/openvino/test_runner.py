@@ -156,3 +156,32 @@ def test_bf16_marked_model_is_cached_and_reused(mini_export, tmp_path):
     assert marked[0][1:] == marked[1][1:] and marked[0][1] > 0 and marked[0][2] == "bf16"
     assert len(list((tmp_path / "c" / "attention-f32").glob("*.xml"))) == 1
     np.testing.assert_array_equal(answers[0], answers[1])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_dynamic_model_is_compiled_static_per_shape_up_to_the_limit(mini_export, tmp_path, precision):
+    """The first shapes a dynamic-batch model is called with get their own static compile (faster
+    kernels); later shapes run on the dynamic compile. Every path answers like the dynamic compile."""
+    from cbam_deploy.api.validate import precision_models
+
+    model = ExportedModel.open(mini_export("original"))
+    onnx_model = precision_models(model, [precision], _heldout(32), "held-out")[precision]
+    x = _heldout(8)
+    feeds = [{model.input_name: x[:n]} for n in (1, 3, 2)]
+    with open_runner("openvino", onnx_model, threads=1, cache_dir=None, static_shapes=0) as dynamic:
+        expected = [dynamic.infer(f)[model.output_names[0]] for f in feeds]
+        assert dynamic.static_compiled == []
+    with open_runner("openvino", onnx_model, threads=1, cache_dir=None, static_shapes=2) as runner:
+        got = [runner.infer(f)[model.output_names[0]] for f in feeds]
+        assert runner.static_compiled == [((model.input_name, (1, 3, 64, 64)),), ((model.input_name, (3, 3, 64, 64)),)]
+        compiled, _ = runner._request_for(feeds[0])
+        assert compiled is not runner.compiled and compiled.inputs[0].get_partial_shape().is_static
+        assert runner._request_for(feeds[2])[0] is runner.compiled  # beyond the limit: the dynamic compile
+        assert runner.input_specs()[0].shape[0] is None  # the model still reports its dynamic batch
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+
+
+def test_static_shapes_must_not_be_negative(mini_export):
+    with pytest.raises(UsageError, match="static_shapes"):
+        open_runner("openvino", ExportedModel.open(mini_export("original")), static_shapes=-1)
