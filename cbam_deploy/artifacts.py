@@ -157,9 +157,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     created = _make_parents(path.parent)
     tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        tmp = Path(name)
-        _LIVE.add(tmp)
+        with interrupts.critical():  # from creating the file to registering it: no signal between
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            tmp = Path(name)
+            _LIVE.add(tmp)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -232,10 +233,11 @@ def staged_directory(target: str | Path, *, force: bool) -> Iterator[Path]:
             check_target(target, force=force)  # the previous holder of the lock may have just written it
             _remove_stale_staging(target)
             try:
-                staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+                with interrupts.critical():  # from creating the folder to registering it: no signal between
+                    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+                    _LIVE.add(staging)
             except OSError as exc:
                 raise from_os_error(exc, "write in") from None
-            _LIVE.add(staging)
             try:
                 yield staging
             except OSError as exc:  # writing into the staging folder failed: name the target, not .NAME.XXXX.partial
@@ -271,10 +273,29 @@ def _remove_stale_staging(target: Path) -> None:
 def target_lock(target: str | Path) -> Iterator[None]:
     """Hold ``.NAME.lock`` beside ``target`` (``flock``, released if the process dies; the file is
     removed afterwards). A second holder is refused with a ``UsageError`` at once."""
-    import fcntl
-
     target = Path(target)
     lock = target.parent / f".{target.name}.lock"
+    fd: int | None = None
+    try:
+        # Signals held from creating the file to owning it (and registering it for cleanup): a signal
+        # landing in between would leave a .NAME.lock that nobody removes.
+        with interrupts.critical():
+            fd = _acquire(lock, target)
+            _LIVE.add(lock)
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            _LIVE.discard(lock)
+            os.close(fd)
+
+
+def _acquire(lock: Path, target: Path) -> int:
+    """Open and ``flock`` ``lock`` (created if missing); the descriptor, or a UsageError if another
+    process holds it."""
+    import fcntl
+
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
@@ -288,17 +309,9 @@ def target_lock(target: str | Path) -> Iterator[None]:
                              "(wait for it, or pick another --name)") from None
         try:  # the previous holder may have removed the file between our open and flock: retry then
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
-                break
+                return fd
         except FileNotFoundError:
             pass
-        os.close(fd)
-    _LIVE.add(lock)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        _LIVE.discard(lock)
         os.close(fd)
 
 
