@@ -159,9 +159,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with interrupts.critical():  # from creating the file to registering it: no signal between
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            out = os.fdopen(fd, "wb")  # owns the descriptor from here (closed with it on any exit)
             tmp = Path(name)
             _LIVE.add(tmp)
-        with os.fdopen(fd, "wb") as f:
+        with out as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

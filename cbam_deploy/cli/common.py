@@ -13,9 +13,9 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .. import interrupts
-from .args import ArgGroup
 from ..errors import (EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE,  # noqa: F401
                       CbamDeployError, Interrupted, UsageError, from_os_error)
+from .args import ArgGroup
 
 EXIT_INTERRUPTED = EXIT_SIGINT  # the name earlier versions exported
 

@@ -22,7 +22,7 @@ class OpenVinoRunner(Runner):
 
     ``static_shapes``: a model with dynamic axes is compiled once more, static, for each of the first
     ``static_shapes`` input shapes it is called with (OpenVINO's static-shape kernels are faster: up
-    to 18 % less latency in INT8 here), and runs dynamic for shapes beyond those. The first call at a
+    to 13 % less latency in INT8 here), and runs dynamic for shapes beyond those. The first call at a
     new shape pays that compile (about 2 s for an INT8 ResNet-50; OpenVINO's model cache keeps it for
     the next start). 0 keeps the one dynamic compile (serving does: no compile inside a request).
     """
