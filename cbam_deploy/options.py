@@ -45,6 +45,11 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 #: gates float and held accuracy best with percentile; s8s8 (whole attention regions float) with minmax.
 FLAVOR_CALIBRATION_METHOD = {"u8s8": "percentile", "s8s8": "minmax"}
 DEFAULT_CALIBRATION_METHOD = None  # None: FLAVOR_CALIBRATION_METHOD[flavor]
+
+
+def calibration_method_for(flavor: str, method: str | None) -> str:
+    """The calibration method INT8 in ``flavor`` uses: ``method`` when asked for, else the flavor's default."""
+    return method or FLAVOR_CALIBRATION_METHOD[flavor]
 #: --keep-float's value that chooses the modules by measurement.
 KEEP_FLOAT_AUTO = "auto"
 #: The INT8 flavor a backend runs fast and correctly (cbam-validate/cbam-bench derive INT8 cells in it).

@@ -14,25 +14,21 @@ PROFILE_BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "openvino")
 class ProfileArgs(ArgGroup):
     """``--profile`` and ``--ablation`` (which belongs to a profile)."""
 
-    def add(self, parser: argparse.ArgumentParser) -> None:
-        _add_profile_options(parser)
+    def add(self, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("profile (where the latency goes, by PyTorch module and attention block)")
+        g.add_argument("--profile", action="store_true",
+                       help="profile one configuration instead of benchmarking: each node the runtime ran is "
+                            "attributed to a PyTorch module (rule printed with the result), each attention block "
+                            "split into channel attention, spatial attention and gating, against the unprofiled "
+                            "latency timed in the same rounds")
+        g.add_argument("--ablation", choices=("network", "stages"), default=None,
+                       help="also time the export with its attention bypassed in the graph (network), and per "
+                            "stage (stages), interleaved with the profile: the measured attention share beside "
+                            "the attributed one")
 
     def parse(self, args: argparse.Namespace) -> None:
         if args.ablation and not args.profile:
             raise UsageError("--ablation belongs to a profile: add --profile")
-
-
-def _add_profile_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("profile (where the latency goes, by PyTorch module and attention block)")
-    g.add_argument("--profile", action="store_true",
-                   help="profile one configuration instead of benchmarking: each node the runtime ran is "
-                        "attributed to a PyTorch module (rule printed with the result), each attention block "
-                        "split into channel attention, spatial attention and gating, against the unprofiled "
-                        "latency timed in the same rounds")
-    g.add_argument("--ablation", choices=("network", "stages"), default=None,
-                   help="also time the export with its attention bypassed in the graph (network), and per "
-                        "stage (stages), interleaved with the profile: the measured attention share beside "
-                        "the attributed one")
 
 
 def _backend(args: argparse.Namespace) -> str:

@@ -18,26 +18,22 @@ class PreprocessingArgs(ArgGroup):
     """``--mean/--std/--image-size/--channel-order`` -> ``args.image_preprocessing`` (a dict, or None
     when none of them is given)."""
 
-    def add(self, parser: argparse.ArgumentParser) -> None:
-        _add_options(parser)
+    def add(self, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("image preprocessing (--model; recorded in export.json, config.pbtxt and used by "
+                                 "cbam-infer)")
+        g.add_argument("--mean", default=None, metavar="R,G,B",
+                       help="per-channel mean subtracted after scaling pixels to 0..1 (e.g. 0.485,0.456,0.406); "
+                            "needs --std")
+        g.add_argument("--std", default=None, metavar="R,G,B",
+                       help="per-channel standard deviation divided by after the mean (e.g. 0.229,0.224,0.225); "
+                            "needs --mean")
+        g.add_argument("--image-size", default=None, metavar="HxW",
+                       help="size images are resized to (default: the H x W of the first --input-shape)")
+        g.add_argument("--channel-order", default=None, choices=("RGB", "BGR"),
+                       help="channel order the network takes (default RGB; --mean/--std are in this order)")
 
     def parse(self, args: argparse.Namespace) -> None:
         args.image_preprocessing = preprocessing_from_args(args)
-
-
-def _add_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("image preprocessing (--model; recorded in export.json, config.pbtxt and used by "
-                             "cbam-infer)")
-    g.add_argument("--mean", default=None, metavar="R,G,B",
-                   help="per-channel mean subtracted after scaling pixels to 0..1 (e.g. 0.485,0.456,0.406); "
-                        "needs --std")
-    g.add_argument("--std", default=None, metavar="R,G,B",
-                   help="per-channel standard deviation divided by after the mean (e.g. 0.229,0.224,0.225); "
-                        "needs --mean")
-    g.add_argument("--image-size", default=None, metavar="HxW",
-                   help="size images are resized to (default: the H x W of the first --input-shape)")
-    g.add_argument("--channel-order", default=None, choices=("RGB", "BGR"),
-                   help="channel order the network takes (default RGB; --mean/--std are in this order)")
 
 
 def _triple(option: str, text: str) -> list[float]:

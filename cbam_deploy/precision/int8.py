@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 
 from ..errors import CheckFailedError, UsageError
-from ..options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, FLAVOR_CALIBRATION_METHOD, INT8_FLAVORS
+from ..options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, INT8_FLAVORS, calibration_method_for
 from ..onnx_export.graph import copy_name_scopes, ensure_node_names
 from .attention import classifier_nodes, find_attention_regions, input_convs
 
@@ -97,8 +97,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: np.ndarray, *, calibratio
     flavor's default, ``options.FLAVOR_CALIBRATION_METHOD``)."""
     if flavor not in INT8_FLAVORS:
         raise UsageError(f"unknown INT8 flavor {flavor!r}; valid: {', '.join(INT8_FLAVORS)}")
-    if method is None:
-        method = FLAVOR_CALIBRATION_METHOD[flavor]
+    method = calibration_method_for(flavor, method)
     if method not in CALIBRATION_METHODS:
         raise UsageError(f"unknown calibration method {method!r}; valid: {', '.join(CALIBRATION_METHODS)}")
     inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -133,13 +132,14 @@ def _exclusions(model: onnx.ModelProto, *, symmetric: bool, quantize_attention: 
     symmetric activations lose the stem's raw-pixel range (u8s8's asymmetric ones keep it)."""
     excluded: dict[str, str] = {}
     if not quantize_attention:
+        # s8s8 (TensorRT) keeps the whole region float. u8s8 keeps the gate and what follows it
+        # (1 + g, a_h * a_w, views) float and quantizes what feeds it (pooling, channel MLP,
+        # spatial conv): every float region costs a DQ/Q pair at each edge, and on ONNX Runtime
+        # CPU, CBAM ResNet-50 ran 1.76x FP32 with whole regions float against 2.28x with only
+        # the gates float (fully quantized: 2.29x), measured interleaved on a quiet 2-core EPYC.
+        downstream = None if symmetric else _downstream(model)
         for region in find_attention_regions(model):
-            # s8s8 (TensorRT) keeps the whole region float. u8s8 keeps the gate and what follows it
-            # (1 + g, a_h * a_w, views) float and quantizes what feeds it (pooling, channel MLP,
-            # spatial conv): every float region costs a DQ/Q pair at each edge, and on ONNX Runtime
-            # CPU, CBAM ResNet-50 ran 1.76x FP32 with whole regions float against 2.28x with only
-            # the gates float (fully quantized: 2.29x), measured interleaved on a quiet 2-core EPYC.
-            for name in (region.nodes if symmetric else _gate_nodes(model, region)):
+            for name in (region.nodes if symmetric else _gate_nodes(region, downstream)):
                 excluded[name] = ATTENTION_RULE if symmetric else GATE_RULE
     if symmetric and not quantize_classifier:
         for name in classifier_nodes(model):
@@ -154,22 +154,28 @@ ATTENTION_RULE = "attention region (sigmoid gate and what feeds it)"
 GATE_RULE = "attention gate (the sigmoid and what combines it before it multiplies the features)"
 
 
-def _gate_nodes(model: onnx.ModelProto, region) -> list[str]:
-    """The region's gate node and the region's nodes downstream of it (up to the gating multiply)."""
-    inside = set(region.nodes)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+def _downstream(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Node name -> the names of the nodes that read its outputs (built once per model)."""
+    readers: dict[str, list[str]] = {}
     for node in model.graph.node:
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    by_name = {n.name: n for n in model.graph.node}
+            readers.setdefault(name, []).append(node.name)
+    return {n.name: [r for out in n.output for r in readers.get(out, [])] for n in model.graph.node}
+
+
+def _gate_nodes(region, downstream: dict[str, list[str]]) -> list[str]:
+    """The region's gate node and the region's nodes downstream of it (up to the gating multiply)."""
+    inside = set(region.nodes)
     found, stack = [], [region.gate]
     while stack:
         name = stack.pop()
-        if name in found or name not in by_name:
+        if name in found or name not in downstream:
             continue
         found.append(name)
-        stack.extend(c.name for out in by_name[name].output for c in consumers.get(out, []) if c.name in inside)
+        stack.extend(r for r in downstream[name] if r in inside)
     return found
+
+
 #: Entropy (KL) calibration as TensorRT does it: 2048 histogram bins, 128 quantized bins. Why not
 #: quantize_static's own: it passes no bin counts, and with its 128/128 default the KL search has a
 #: single candidate, the full range, so "entropy" gave exactly min-max's scales (measured, ORT 1.31).

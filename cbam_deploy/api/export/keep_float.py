@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import CheckFailedError
-from ...options import FLAVOR_CALIBRATION_METHOD, KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR
+from ...options import KEEP_FLOAT_AUTO, TARGET_INT8_FLAVOR, calibration_method_for
 
 MAX_ACCURACY_DROP_POINTS = 1.0
 MIN_TOP1_AGREEMENT = 0.97
@@ -64,7 +64,7 @@ def precision_stage(proto, options, reporter, *, prepared, plan, built, calibrat
         fit = calibration if built.reference_task else calibration[: max(1, len(calibration) * 3 // 4)]
         search = lambda quantize, kept: greedy_int8(quantize, kept, gate, mapping, prepared, reporter)  # noqa: E731
     with reporter.stage("int8", f"Q/DQ {flavor} ({FLAVOR_DESCRIPTIONS[flavor]}) for {options.target}; calibration: "
-                        f"{calibration_label}, {options.calibration_method or FLAVOR_CALIBRATION_METHOD[flavor]}"):
+                        f"{calibration_label}, {calibration_method_for(flavor, options.calibration_method)}"):
         return int8_stage(proto, fit, calibration_label=calibration_label, target=options.target,
                           method=options.calibration_method, keep_float=list(options.keep_float), mapping=mapping,
                           auto_search=search)

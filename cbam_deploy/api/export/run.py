@@ -289,12 +289,12 @@ def _graph_stages(prepared, plan, options: ExportOptions, reporter: StageReporte
 
 def _target_metadata(options: ExportOptions) -> dict[str, Any]:
     """The target always; INT8's flavor and calibration method with INT8."""
-    from ...options import FLAVOR_CALIBRATION_METHOD, TARGET_INT8_FLAVOR
+    from ...options import TARGET_INT8_FLAVOR, calibration_method_for
 
     meta: dict[str, Any] = {"target": options.target}
     if options.precision == "int8":
         meta["int8_flavor"] = TARGET_INT8_FLAVOR[options.target]
-        meta["calibration_method"] = options.calibration_method or FLAVOR_CALIBRATION_METHOD[meta["int8_flavor"]]
+        meta["calibration_method"] = calibration_method_for(meta["int8_flavor"], options.calibration_method)
     if options.keep_float:
         meta["keep_float"] = list(options.keep_float)
     return meta

@@ -50,6 +50,7 @@ class OpenVinoRunner(Runner):
         self._inputs: list[TensorSpec] = []
         self._outputs: list[str] = []
         self._static: dict[tuple, tuple[object, object]] = {}  # input shapes -> (compiled, request)
+        self._specialize = False  # set at activation: dynamic axes, static_shapes > 0 and a loader with at_shapes
 
     @property
     def cache_hit(self) -> bool | None:
@@ -64,9 +65,11 @@ class OpenVinoRunner(Runner):
         self._inputs = [TensorSpec(port_name(p, names), np.dtype(p.get_element_type().to_dtype()), tuple(
             d.get_length() if d.is_static else None for d in p.get_partial_shape())) for p in self.compiled.inputs]
         self._outputs = [port_name(p, names) for p in self.compiled.outputs]
+        self._specialize = (self.static_shapes > 0 and hasattr(self.loader, "at_shapes")
+                            and any(d is None for spec in self._inputs for d in spec.shape))
 
     def deactivate_impl(self) -> None:
-        self._static = {}
+        self._static, self._specialize = {}, False
         self.request = None
         self.compiled = None
         self._inputs, self._outputs = [], []
@@ -85,8 +88,7 @@ class OpenVinoRunner(Runner):
     def _request_for(self, feed: dict[str, np.ndarray]):
         """(compiled model, infer request) for this feed: the static compile for its shapes where the
         model has dynamic axes and ``static_shapes`` allows one, else the dynamic one."""
-        dynamic = any(d is None for spec in self._inputs for d in spec.shape)
-        if not dynamic or not self.at_shapes_available:
+        if not self._specialize:
             return self.compiled, self.request
         key = tuple((name, tuple(feed[name].shape)) for name in sorted(feed))
         if key not in self._static:
@@ -95,10 +97,6 @@ class OpenVinoRunner(Runner):
             compiled = self.loader.at_shapes(dict(key))
             self._static[key] = (compiled, compiled.create_infer_request())
         return self._static[key]
-
-    @property
-    def at_shapes_available(self) -> bool:
-        return self.static_shapes > 0 and hasattr(self.loader, "at_shapes")
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._lock:
